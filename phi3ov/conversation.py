@@ -1,0 +1,134 @@
+"""Chat messages in, model input out.
+
+One way in for every caller: `normalize` flattens Gradio / OpenAI messages (content may be a
+string or a list of `{"type": "text", "text": ...}` parts) into plain `{"role", "content"}`
+dicts; `fit` drops the oldest turns until the prompt plus the reply budget fits the context,
+always keeping the system prompt and the newest message. The model's own chat template does
+all formatting (see engine.py); nothing here writes a prompt format by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput, ContextOverflow
+
+ROLES = ("system", "user", "assistant")
+Message = dict[str, str]
+
+
+def text_of(content: Any) -> str:
+    """The text of one message's content: a string, a text part, or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        content = [content]
+    if isinstance(content, (list, tuple)):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                kind = part.get("type", "unknown") if isinstance(part, Mapping) else type(part).__name__
+                raise BadInput(
+                    f"This model reads text only; the message holds a {kind!r} part.",
+                    "Send the message as text.",
+                )
+        return "\n".join(texts)
+    raise BadInput(f"Message content must be text, got {type(content).__name__}.", "Send the message as text.")
+
+
+def normalize(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
+    """Plain role/content dicts. UI-only messages (with a metadata title) are left out."""
+    out: list[Message] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise BadInput(f"Message {i} is not an object with role and content.")
+        metadata = msg.get("metadata") or {}
+        if isinstance(metadata, Mapping) and metadata.get("title"):
+            continue  # a notice shown in the chat, not part of the conversation
+        role = msg.get("role")
+        if role not in ROLES:
+            raise BadInput(f"Message {i} has role {role!r}; use one of {', '.join(ROLES)}.")
+        out.append({"role": role, "content": text_of(msg.get("content"))})
+    return out
+
+
+def build(system_prompt: str | None, history: Iterable[Mapping[str, Any]], user_text: str | None = None) -> list[Message]:
+    """The conversation for one reply: system prompt, earlier turns, the new user message."""
+    messages = normalize(history)
+    messages = [m for m in messages if m["role"] != "system"]
+    if system_prompt and system_prompt.strip():
+        messages.insert(0, {"role": "system", "content": system_prompt.strip()})
+    if user_text is not None:
+        messages.append({"role": "user", "content": user_text})
+    return messages
+
+
+@dataclass(frozen=True)
+class Fitted:
+    messages: list[Message]
+    prompt_tokens: int
+    dropped: int  # how many earlier messages were left out to fit
+
+    @property
+    def notice(self) -> str | None:
+        if not self.dropped:
+            return None
+        noun = "message" if self.dropped == 1 else "messages"
+        return f"The {self.dropped} oldest {noun} no longer fit the model's context and were left out of the prompt."
+
+
+def fit(
+    messages: list[Message],
+    count_tokens: Callable[[list[Message]], int],
+    context_length: int,
+    max_new_tokens: int,
+) -> Fitted:
+    """Drop the oldest turns until the prompt plus `max_new_tokens` fits `context_length`.
+
+    The system prompt (if first) and the newest message are always kept. `count_tokens` must
+    return the exact templated prompt length; the count is monotonic in the number of dropped
+    messages, so a binary search finds the fewest drops with O(log n) tokenizations.
+    """
+    if not messages:
+        raise BadInput("There is no message to answer.", "Type a message first.")
+    if not messages[-1]["content"].strip():
+        raise BadInput("The message is empty.", "Type a message first.")
+    budget = context_length - max_new_tokens
+    head = messages[:1] if messages[0]["role"] == "system" else []
+    middle = messages[len(head) : -1]
+    last = messages[-1:]
+
+    def candidate(drop: int) -> list[Message]:
+        rest = middle[drop:]
+        # Never start the kept history with an assistant turn: drop it with its user message.
+        while rest and rest[0]["role"] == "assistant":
+            rest = rest[1:]
+        return head + rest + last
+
+    full = count_tokens(messages)
+    if full <= budget:
+        return Fitted(messages, full, 0)
+    minimal = count_tokens(head + last)
+    if minimal > budget:
+        raise ContextOverflow(
+            f"This message is too long for the model: with the system prompt it takes {minimal} tokens, "
+            f"and the context holds {context_length} tokens including the {max_new_tokens} reserved for the reply.",
+            "Shorten the message, or lower “max new tokens”. Your text is kept.",
+        )
+    lo, hi = 1, len(middle)  # hi always fits (it is head + last)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count_tokens(candidate(mid)) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    kept = candidate(lo)
+    return Fitted(kept, count_tokens(kept), len(messages) - len(kept))

@@ -1,0 +1,333 @@
+"""The engine: a conversation and generation options in, a stream of text out.
+
+Every caller (the UI, the API, the terminal chat, the benchmark) uses one interface:
+
+    reply = engine.chat(messages, options)   # validates and trims now: errors raise here
+    for chunk in reply:                       # streams; closing the loop stops the backend
+        ...
+    reply.text, reply.stats, reply.finish_reason, reply.fitted.notice
+
+`Reply` turns a backend's callback into a generator: a worker thread runs the backend, which
+pushes text onto a queue; the worker always posts one final item (done or the exception), so
+the consumer is never left waiting. `reply.stop()` or closing the generator sets a stop event
+that the backend checks between tokens.
+
+`LocalEngine` keeps one cached `openvino_genai.LLMPipeline` per (folder, device, properties)
+and runs one generation at a time, first come first served. Conversations are never stored
+here: each call gets the whole message list from its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .conversation import Fitted, Message, fit
+from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError
+from .models import ModelRef, read_info
+from .settings import SEED_MAX, GenerationOptions
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Figures of one reply. Backend figures where the backend reports them."""
+
+    ttft_ms: float  # time to first token
+    tokens_per_s: float  # decode speed after the first token
+    input_tokens: int
+    output_tokens: int
+    total_s: float
+    seed: int | None = None
+
+    def summary(self) -> str:
+        return (
+            f"first token {self.ttft_ms:.0f} ms · {self.tokens_per_s:.1f} tokens/s · "
+            f"{self.input_tokens} prompt + {self.output_tokens} generated tokens · {self.total_s:.2f} s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Emit = Callable[[str], None]
+Runner = Callable[[Emit, threading.Event], Stats]
+
+_DONE = object()
+
+
+class Reply:
+    """One streaming reply. Iterate once for text chunks; read the figures afterwards."""
+
+    def __init__(self, run: Runner, fitted: Fitted, options: GenerationOptions):
+        self._run = run
+        self.fitted = fitted
+        self.options = options
+        self.text = ""
+        self.stats: Stats | None = None
+        self.finish_reason: str | None = None  # "stop", "length" or "cancelled"
+        self._stop = threading.Event()
+        self._started = False
+        self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the backend to stop; it ends within a token and the text so far is kept."""
+        self._stop.set()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("A reply can be iterated only once.")
+        self._started = True
+        return self._stream()
+
+    def _stream(self) -> Iterator[str]:
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
+        outcome: list[Any] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._run(chunks.put, self._stop))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
+                outcome.append(err)
+            finally:
+                chunks.put(_DONE)
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=work, name="phi3ov-generate", daemon=True)
+        worker.start()
+        try:
+            while (item := chunks.get()) is not _DONE:
+                if not item:
+                    continue
+                if self.client_ttft_ms is None:
+                    self.client_ttft_ms = (time.perf_counter() - started) * 1000
+                self.text += item
+                yield item
+            result = outcome[0] if outcome else GenerationFailed("The generation ended without a result.")
+            if isinstance(result, BaseException):
+                if isinstance(result, Phi3ovError):
+                    raise result
+                raise GenerationFailed(
+                    f"Generation failed: {type(result).__name__}: {result}",
+                    "The text so far is kept; try again, or lower “max new tokens”.",
+                ) from result
+            self.stats = result
+            if self._stop.is_set():
+                self.finish_reason = "cancelled"
+            elif result.output_tokens >= self.options.max_new_tokens:
+                self.finish_reason = "length"
+            else:
+                self.finish_reason = "stop"
+        finally:
+            self._stop.set()  # a closed generator (Stop button, dropped client) stops the backend
+
+
+class Engine:
+    """What every backend offers. Subclasses set name/device/context_length and `_runner`."""
+
+    name: str = "model"
+    device: str = "CPU"
+    context_length: int = 4096
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        raise NotImplementedError
+
+    def prepare(self, messages: list[Message], options: GenerationOptions) -> Fitted:
+        """Trim to the context budget (raises ContextOverflow when the newest message cannot fit)."""
+        return fit(messages, self.count_tokens, self.context_length, options.max_new_tokens)
+
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        options = options or GenerationOptions()
+        if options.max_new_tokens >= self.context_length:
+            options = GenerationOptions(**{**options.__dict__, "max_new_tokens": self.context_length // 2})
+        fitted = self.prepare(messages, options)
+        return Reply(self._runner(fitted, options), fitted, options)
+
+    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class FairLock:
+    """A lock granted in arrival order, so no request waits behind later ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> FairLock:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                self._cond.wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+def check_device(device: str) -> str:
+    import openvino as ov
+
+    device = device.strip().upper()
+    base = device.split(".")[0].split(":")[0]
+    if base not in DEVICES + ("HETERO", "MULTI"):
+        raise DeviceUnavailable(f"Unknown device {device!r}.", f"Use one of {', '.join(DEVICES)}.")
+    if base in ("AUTO", "HETERO", "MULTI"):
+        return device
+    available = ov.Core().available_devices
+    if not any(d == device or d.split(".")[0] == device for d in available):
+        raise DeviceUnavailable(
+            f"Device {device} is not available on this machine (OpenVINO sees: {', '.join(available) or 'none'}).",
+            "Use --device CPU, or install the device's driver (see the OpenVINO install guide for GPU/NPU).",
+        )
+    return device
+
+
+def default_properties(cache_dir: Path) -> dict[str, str]:
+    return {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "CACHE_DIR": str(cache_dir / "ov_cache")}
+
+
+_pipelines: dict[tuple, Any] = {}
+_pipelines_lock = threading.Lock()
+
+
+def get_pipeline(folder: Path, device: str, properties: dict[str, str]) -> Any:
+    """One LLMPipeline per (folder, device, properties) for the whole process, built lazily."""
+    key = (str(Path(folder).resolve()), device, tuple(sorted(properties.items())))
+    with _pipelines_lock:
+        if key not in _pipelines:
+            import openvino_genai as ov_genai
+
+            started = time.perf_counter()
+            try:
+                _pipelines[key] = ov_genai.LLMPipeline(str(folder), device, **properties)
+            except RuntimeError as err:
+                raise ModelNotServable(
+                    f"OpenVINO GenAI could not load {folder} on {device}: {str(err).strip().splitlines()[0][:300]}",
+                    f"Run `phi3ov doctor {folder}` to see what is missing.",
+                ) from None
+            log.info("Loaded %s on %s in %.1f s", folder, device, time.perf_counter() - started)
+        return _pipelines[key]
+
+
+class LocalEngine(Engine):
+    """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
+
+    def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
+                 cache_dir: Path | None = None):
+        from .settings import default_cache_dir
+
+        self.model = model
+        self.name = model.name
+        self.device = check_device(device)
+        info = read_info(model.path)
+        self.info = info
+        self.context_length = info.context_length
+        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        self.pipeline = get_pipeline(model.path, self.device, props)
+        self.tokenizer = self.pipeline.get_tokenizer()
+        if not self.tokenizer.chat_template:
+            raise ModelNotServable(
+                f"{model.path} has no chat template, so a conversation cannot be formatted for it.",
+                f"Run `phi3ov doctor {model.path}`; re-export with `phi3ov export` to get one.",
+            )
+        self.base_config = self.pipeline.get_generation_config()
+        self.stop_token_ids = set(self.base_config.stop_token_ids)
+        for token in info.stop_tokens:  # e.g. Phi-3's <|end|>, which must end a reply
+            ids = list(self.tokenizer.encode(token, add_special_tokens=False).input_ids.data[0])
+            if len(ids) == 1:
+                self.stop_token_ids.add(int(ids[0]))
+        self._lock = FairLock()
+
+    def _history(self, messages: list[Message]) -> Any:
+        import openvino_genai as ov_genai
+
+        return ov_genai.ChatHistory([dict(m) for m in messages])
+
+    def prompt(self, messages: list[Message]) -> str:
+        """The exact text the model sees for these messages (the model's own chat template)."""
+        return self.tokenizer.apply_chat_template(self._history(messages), add_generation_prompt=True)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        encoded = self.tokenizer.encode(self.prompt(messages), add_special_tokens=False)
+        return int(encoded.input_ids.shape[1])
+
+    def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
+        import openvino_genai as ov_genai
+
+        config = self.pipeline.get_generation_config()  # a copy of the model's own defaults
+        config.max_new_tokens = options.max_new_tokens
+        config.stop_token_ids = set(self.stop_token_ids)
+        config.stop_strings = set(options.stop)
+        config.include_stop_str_in_output = False
+        config.repetition_penalty = options.repetition_penalty
+        seed = options.seed if options.seed is not None else random.randint(0, SEED_MAX)
+        if options.greedy:
+            config.do_sample = False
+        else:
+            config.do_sample = True
+            config.temperature = options.temperature
+            config.top_p = options.top_p
+            config.top_k = options.top_k if options.top_k > 0 else 2**31 - 1
+            config.rng_seed = seed
+        return config, seed
+
+    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
+        import openvino_genai as ov_genai
+
+        history = self._history(fitted.messages)
+        config, seed = self.generation_config(options)
+
+        def run(emit: Emit, stop: threading.Event) -> Stats:
+            sent: list[str] = []
+
+            def streamer(subword: str) -> ov_genai.StreamingStatus:
+                if stop.is_set():
+                    return ov_genai.StreamingStatus.STOP
+                sent.append(subword)
+                emit(subword)
+                return ov_genai.StreamingStatus.RUNNING
+
+            with self._lock:
+                started = time.perf_counter()
+                if stop.is_set():  # stopped while waiting in line
+                    return Stats(0.0, 0.0, fitted.prompt_tokens, 0, 0.0, seed)
+                result = self.pipeline.generate(history, config, streamer)
+                total = time.perf_counter() - started
+            # The streamer may hold back the last characters of an unfinished word; the final
+            # text is the authority, so what it has beyond the streamed text is sent last.
+            final, so_far = (result.texts[0] if result.texts else ""), "".join(sent)
+            if len(final) > len(so_far) and final.startswith(so_far) and not stop.is_set():
+                emit(final[len(so_far):])
+            metrics = result.perf_metrics
+            return Stats(
+                ttft_ms=float(metrics.get_ttft().mean),
+                tokens_per_s=float(metrics.get_throughput().mean),
+                input_tokens=int(metrics.get_num_input_tokens()),
+                output_tokens=int(metrics.get_num_generated_tokens()),
+                total_s=total,
+                seed=None if options.greedy else seed,
+            )
+
+        return run

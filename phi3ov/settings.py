@@ -1,0 +1,209 @@
+"""Typed settings: generation options with their ranges, and server settings.
+
+The sliders (ui.py), the API validation (api.py) and the CLI all take their bounds and
+defaults from here, so a range is written down exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import BadOptions
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
+EXAMPLES = [
+    "can you introduce yourself?",
+    "What is OpenVINO?",
+    "Write a Python function that checks whether a number is prime.",
+    "Give me three tips for a good night's sleep, as a markdown list.",
+]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range, default and help text of one numeric generation option."""
+
+    default: float
+    minimum: float
+    maximum: float
+    step: float
+    label: str
+    info: str
+
+    def check(self, name: str, value: Any, *, clamp: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadOptions(f"`{name}` must be a number, got {value!r}.")
+        if value != value:  # NaN
+            raise BadOptions(f"`{name}` must be a number, got NaN.")
+        if self.minimum <= value <= self.maximum:
+            return value
+        if clamp:
+            return min(max(value, self.minimum), self.maximum)
+        raise BadOptions(
+            f"`{name}` must be between {self.minimum:g} and {self.maximum:g}, got {value:g}."
+        )
+
+
+BOUNDS: dict[str, Bound] = {
+    "max_new_tokens": Bound(
+        1024, 1, 4096, 1, "Max new tokens", "The longest reply, in tokens. The reply also ends at the model's stop token."
+    ),
+    "temperature": Bound(
+        0.7, 0.0, 2.0, 0.05, "Temperature", "Randomness of sampling. 0 means greedy: always the most likely token."
+    ),
+    "top_p": Bound(
+        0.9, 0.01, 1.0, 0.01, "Top-p", "Sample only from the smallest set of tokens whose probabilities add up to this."
+    ),
+    "top_k": Bound(50, 0, 200, 1, "Top-k", "Sample only from the k most likely tokens. 0 means no limit."),
+    "repetition_penalty": Bound(
+        1.1, 1.0, 2.0, 0.01, "Repetition penalty", "Above 1 discourages repeating tokens already in the chat."
+    ),
+}
+SEED_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to generate one reply. Build with `GenerationOptions.parse` to validate."""
+
+    max_new_tokens: int = int(BOUNDS["max_new_tokens"].default)
+    temperature: float = BOUNDS["temperature"].default
+    top_p: float = BOUNDS["top_p"].default
+    top_k: int = int(BOUNDS["top_k"].default)
+    repetition_penalty: float = BOUNDS["repetition_penalty"].default
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @classmethod
+    def parse(cls, *, clamp: bool = False, **values: Any) -> GenerationOptions:
+        """Validate raw values (from a slider, JSON or the CLI); None means "use the default".
+
+        With clamp=True out-of-range numbers are pulled into range (the UI's choice, since a
+        slider cannot go further anyway); otherwise they raise BadOptions (the API's choice).
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BadOptions(f"Unknown generation option(s): {', '.join(unknown)}.")
+        out: dict[str, Any] = {}
+        for name, bound in BOUNDS.items():
+            value = values.get(name)
+            if value is None:
+                continue
+            value = bound.check(name, value, clamp=clamp)
+            if name in ("max_new_tokens", "top_k"):
+                if not float(value).is_integer():
+                    raise BadOptions(f"`{name}` must be a whole number, got {value!r}.")
+                value = int(value)
+            out[name] = value
+        seed = values.get("seed")
+        if seed is not None and seed != "":
+            try:
+                seed = int(seed)
+            except (TypeError, ValueError):
+                raise BadOptions(f"`seed` must be a whole number, got {seed!r}.") from None
+            if not 0 <= seed <= SEED_MAX:
+                if not clamp:
+                    raise BadOptions(f"`seed` must be between 0 and {SEED_MAX}, got {seed}.")
+                seed = seed % (SEED_MAX + 1)
+            out["seed"] = seed
+        stop = values.get("stop")
+        if stop:
+            if isinstance(stop, str):
+                stop = [stop]
+            if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
+                raise BadOptions("`stop` must be a string or a list of non-empty strings.")
+            if len(stop) > 4:
+                raise BadOptions("`stop` takes at most 4 strings.")
+            out["stop"] = tuple(stop)
+        return cls(**out)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PHI3OV_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "phi3ov"
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `app.py` / `phi3ov serve` needs; read from flags or PHI3OV_* variables."""
+
+    model: str | None = None
+    device: str = "CPU"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    api_key: str | None = None
+    allow_no_api_key: bool = False
+    backend: str = "local"  # "local" (OpenVINO GenAI in this process) or "openai" (a remote server)
+    base_url: str | None = None
+    remote_model: str | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_num_seqs: int = 8
+    kv_cache_gb: float = 2.0
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServerSettings:
+        """Settings from PHI3OV_* environment variables (the Hugging Face Space path)."""
+        env = os.environ
+        values: dict[str, Any] = {}
+        if env.get("PHI3OV_MODEL"):
+            values["model"] = env["PHI3OV_MODEL"]
+        if env.get("PHI3OV_DEVICE"):
+            values["device"] = env["PHI3OV_DEVICE"]
+        if env.get("PHI3OV_HOST"):
+            values["host"] = env["PHI3OV_HOST"]
+        elif env.get("SPACE_ID"):
+            values["host"] = "0.0.0.0"  # a Space serves behind its own proxy and auth
+        if env.get("PHI3OV_PORT") or env.get("PORT"):
+            values["port"] = int(env.get("PHI3OV_PORT") or env["PORT"])
+        values["share"] = _env_bool("PHI3OV_SHARE")
+        if env.get("PHI3OV_AUTH"):
+            values["auth"] = parse_auth(env["PHI3OV_AUTH"])
+        if env.get("PHI3OV_API_KEY"):
+            values["api_key"] = env["PHI3OV_API_KEY"]
+        values["allow_no_api_key"] = _env_bool("PHI3OV_ALLOW_NO_API_KEY", bool(env.get("SPACE_ID")))
+        for key, name, conv in (
+            ("backend", "PHI3OV_BACKEND", str),
+            ("base_url", "PHI3OV_BASE_URL", str),
+            ("remote_model", "PHI3OV_REMOTE_MODEL", str),
+            ("system_prompt", "PHI3OV_SYSTEM_PROMPT", str),
+            ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
+            ("kv_cache_gb", "PHI3OV_KV_CACHE_GB", float),
+        ):
+            if env.get(name):
+                values[key] = conv(env[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise BadOptions("--auth takes USER:PASSWORD, for example --auth alice:s3cret.")
+    return user, password

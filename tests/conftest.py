@@ -1,0 +1,32 @@
+"""Shared fixtures: the real bundled model, a real engine, a real launched server."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "0")
+
+
+@pytest.fixture(scope="session")
+def bundled_ref():
+    from phi3ov import models
+
+    return models.bundled()
+
+
+@pytest.fixture(scope="session")
+def engine(bundled_ref):
+    from phi3ov.engine import LocalEngine
+
+    return LocalEngine(bundled_ref)
+
+
+@pytest.fixture
+def greedy():
+    from phi3ov.settings import GenerationOptions
+
+    return GenerationOptions(temperature=0, max_new_tokens=48)
