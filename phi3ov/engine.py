@@ -274,7 +274,6 @@ class LocalEngine(Engine):
         return int(encoded.input_ids.shape[1])
 
     def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
-        import openvino_genai as ov_genai
 
         config = self.pipeline.get_generation_config()  # a copy of the model's own defaults
         config.max_new_tokens = options.max_new_tokens

@@ -1,0 +1,117 @@
+"""`phi3ov serve | chat | bench | export | download | doctor`.
+
+Flags are read here, at the edge, and turned into settings; each command then calls the
+package. Heavy modules (openvino_genai, gradio, optimum) are imported inside the commands so
+`phi3ov --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from .errors import Phi3ovError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        help="OpenVINO model folder, .gguf file or Hugging Face repo id (env PHI3OV_MODEL). "
+        "Default: ./model/phi3-instruct/int4 if it exists, else the bundled SmolLM2-135M-Instruct.",
+    )
+    parser.add_argument("--device", help="CPU (default), GPU, NPU or AUTO (env PHI3OV_DEVICE).")
+
+
+def add_serve_args(parser: argparse.ArgumentParser) -> None:
+    add_model_args(parser)
+    parser.add_argument("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
+    parser.add_argument("--port", type=int, help="Port (default 7860).")
+    parser.add_argument("--share", action="store_true", default=None, help="Also open a temporary public gradio.live link.")
+    parser.add_argument("--auth", help="USER:PASSWORD required to open the UI (recommended with --share).")
+    parser.add_argument("--api-key", help="Key that API clients must send as a Bearer token (env PHI3OV_API_KEY).")
+    parser.add_argument("--allow-no-api-key", action="store_true", default=None,
+                        help="Serve the API without a key even when listening beyond loopback.")
+    parser.add_argument("--backend", choices=["local", "openai"], help="local: OpenVINO GenAI here (default); "
+                        "openai: any OpenAI-compatible server, e.g. OpenVINO Model Server (needs --base-url).")
+    parser.add_argument("--base-url", help="With --backend openai: the server's URL, e.g. http://ovms:8000/v3.")
+    parser.add_argument("--remote-model", help="With --backend openai: the model name on that server.")
+    parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
+    parser.add_argument("--kv-cache-gb", type=float, help="KV cache size for continuous batching in GB (default 2).")
+
+
+def settings_from(args: argparse.Namespace):
+    from .settings import ServerSettings, parse_auth
+
+    overrides = {key: getattr(args, key, None) for key in (
+        "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
+        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb")}
+    if getattr(args, "auth", None):
+        overrides["auth"] = parse_auth(args.auth)
+    return ServerSettings.from_env(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(settings_from(args))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .terminal import chat
+
+    return chat(settings_from(args), system_prompt=args.system, max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phi3ov", description="Chat with small LLMs on Intel hardware (OpenVINO GenAI).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log more.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="Serve the chat UI and the OpenAI-compatible API.")
+    add_serve_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    chat = sub.add_parser("chat", help="Chat in the terminal (streams to stdout).")
+    add_serve_args(chat)
+    chat.add_argument("--system", help="System prompt.")
+    chat.add_argument("--max-new-tokens", type=int, help="Longest reply in tokens (default 1024).")
+    chat.add_argument("--temperature", type=float, help="0 for greedy (default 0.7).")
+    chat.set_defaults(func=cmd_chat)
+
+    bench = sub.add_parser("bench", help="Measure speed: raw pipeline vs. through the app.")
+    add_model_args(bench)
+    from .bench import add_args as add_bench_args
+
+    add_bench_args(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except Phi3ovError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Build the engine for the settings, put the UI (and the API) on one server, launch it."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from . import models
+from .engine import Engine, LocalEngine
+from .errors import BadOptions
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_engine(settings: ServerSettings) -> Engine:
+    """The local OpenVINO GenAI engine, or a remote OpenAI-compatible server's."""
+    if settings.backend == "openai":
+        from .remote import RemoteEngine
+
+        if not settings.base_url:
+            raise BadOptions("--backend openai needs --base-url, e.g. --base-url http://localhost:8000/v3.")
+        return RemoteEngine(settings.base_url, model=settings.remote_model or settings.model,
+                            api_key=settings.api_key)
+    ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
+    return LocalEngine(ref, settings.device, cache_dir=settings.cache_dir)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(settings: ServerSettings, engine: Engine | None = None):
+    """The Gradio Blocks for these settings, with its engine built if not given."""
+    from .ui import build_ui
+
+    engine = engine or create_engine(settings)
+    demo = build_ui(engine, settings)
+    demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
+    return demo, engine
+
+
+def launch_kwargs(settings: ServerSettings, engine: Engine) -> dict[str, Any]:
+    from .ui import launch_kwargs as ui_kwargs
+
+    kwargs: dict[str, Any] = dict(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        auth=settings.auth,
+        show_error=True,
+        app_kwargs={"routes": api_routes(settings, engine)},
+        **ui_kwargs(),
+    )
+    return kwargs
+
+
+def api_routes(settings: ServerSettings, engine: Engine) -> list:
+    """The OpenAI-compatible routes served beside the UI (empty until api.py provides them)."""
+    try:
+        from .api import create_router
+    except ImportError:
+        return []
+    return list(create_router(engine, settings).routes)
+
+
+def serve(settings: ServerSettings, *, block: bool = True):
+    if not is_loopback(settings.host) and not settings.auth:
+        log.warning("Listening on %s without --auth: anyone who can reach this machine can use the chat.",
+                    settings.host)
+    if settings.share and not settings.auth:
+        log.warning("--share without --auth: anyone with the link can use the chat. Add --auth USER:PASSWORD.")
+    demo, engine = build_app(settings)
+    try:
+        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine))
+    except OSError as err:
+        if "port" in str(err).lower():
+            raise BadOptions(f"Port {settings.port} on {settings.host} is already in use.",
+                             "Stop the other server, or pick another port with --port (env PHI3OV_PORT).") from None
+        raise
+    local = f"http://{settings.host}:{settings.port}"
+    if settings.share and not getattr(demo, "share_url", None):
+        log.warning(
+            "No public link: the share service (gradio.live) could not be reached from this machine. "
+            "The chat is still served at %s. Check the internet connection or firewall, or host it as a "
+            "Hugging Face Space instead.", local)
+    print(f"phi3ov: chatting with {engine.name} on {engine.device} at {local}", flush=True)
+    if block:
+        demo.block_thread()
+    return demo
+
+
