@@ -121,8 +121,9 @@ class Reply:
             if isinstance(result, BaseException):
                 if isinstance(result, Phi3ovError):
                     raise result
+                detail = [line for line in str(result).splitlines() if line.strip()] or [""]
                 raise GenerationFailed(
-                    f"Generation failed: {type(result).__name__}: {result}",
+                    f"Generation failed: {type(result).__name__}: {detail[-1].strip()}",
                     "The text so far is kept; try again, or lower “max new tokens”.",
                 ) from result
             self.stats = result
