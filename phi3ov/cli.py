@@ -41,6 +41,8 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remote-model", help="With --backend openai: the model name on that server.")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
     parser.add_argument("--kv-cache-gb", type=float, help="KV cache size for continuous batching in GB (default 2).")
+    parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
+                        "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 
 
 def settings_from(args: argparse.Namespace):
@@ -48,7 +50,7 @@ def settings_from(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
-        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb")}
+        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb", "context_length")}
     if getattr(args, "auth", None):
         overrides["auth"] = parse_auth(args.auth)
     return ServerSettings.from_env(**overrides)

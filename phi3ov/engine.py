@@ -147,14 +147,18 @@ class Engine:
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
 
-    def prepare(self, messages: list[Message], options: GenerationOptions) -> Fitted:
-        """Trim to the context budget (raises ContextOverflow when the newest message cannot fit)."""
-        return fit(messages, self.count_tokens, self.context_length, options.max_new_tokens)
-
-    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
-        options = options or GenerationOptions()
+    def capped(self, options: GenerationOptions) -> GenerationOptions:
+        """The options with max_new_tokens cut to half the context when it would not leave room for a prompt."""
         if options.max_new_tokens >= self.context_length:
             options = GenerationOptions(**{**options.__dict__, "max_new_tokens": self.context_length // 2})
+        return options
+
+    def prepare(self, messages: list[Message], options: GenerationOptions) -> Fitted:
+        """Trim to the context budget (raises ContextOverflow when the newest message cannot fit)."""
+        return fit(messages, self.count_tokens, self.context_length, self.capped(options).max_new_tokens)
+
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        options = self.capped(options or GenerationOptions())
         fitted = self.prepare(messages, options)
         return Reply(self._runner(fitted, options), fitted, options)
 

@@ -41,6 +41,8 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     from .ui import build_ui
 
     engine = engine or create_engine(settings)
+    if settings.context_length:  # --context-length caps the model's own context, never raises it
+        engine.context_length = min(engine.context_length, settings.context_length)
     demo = build_ui(engine, settings)
     demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
     return demo, engine

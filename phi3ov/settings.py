@@ -165,6 +165,7 @@ class ServerSettings:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_num_seqs: int = 8
     kv_cache_gb: float = 2.0
+    context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
     cache_dir: Path = field(default_factory=default_cache_dir)
 
     @classmethod
@@ -195,10 +196,13 @@ class ServerSettings:
             ("system_prompt", "PHI3OV_SYSTEM_PROMPT", str),
             ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
             ("kv_cache_gb", "PHI3OV_KV_CACHE_GB", float),
+            ("context_length", "PHI3OV_CONTEXT_LENGTH", int),
         ):
             if env.get(name):
                 values[key] = conv(env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("context_length") is not None and values["context_length"] < 64:
+            raise BadOptions(f"--context-length must be at least 64 tokens, got {values['context_length']}.")
         return cls(**values)
 
 
