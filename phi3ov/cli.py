@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_args(bench)
     bench.set_defaults(func=cmd_bench)
 
+    from . import doctor, export
+
+    export.register_cli(sub)  # export, download
+    doctor.register_cli(sub)
     return parser
 
 

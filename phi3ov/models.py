@@ -20,7 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DownloadFailed, ModelNotFound
+from .errors import ModelNotFound
+from .hub import download
 from .settings import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -167,31 +168,6 @@ def _gguf_context_length(gguf: Path) -> int | None:
         return int(reader.fields[f"{arch}.context_length"].contents())
     except Exception:  # noqa: BLE001 - metadata is a nicety; fall back to the default
         return None
-
-
-def download(repo_id: str, out: Path | None = None) -> Path:
-    """Download a pre-converted OpenVINO model from the Hub (resumable, with a progress bar)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-    try:
-        path = snapshot_download(repo_id, local_dir=str(out) if out else None)
-    except RepositoryNotFoundError:
-        raise ModelNotFound(f"No model {repo_id} on the Hugging Face Hub.", "Check the id, e.g. OpenVINO/Phi-3-mini-4k-instruct-int4-ov.") from None
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        raise DownloadFailed(
-            f"Could not download {repo_id} from the Hugging Face Hub ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-            "Check your internet connection (or HF_ENDPOINT), or serve a local folder with --model PATH.",
-        ) from None
-    folder = Path(path)
-    if not (folder / "openvino_model.xml").exists():
-        raise ModelNotFound(
-            f"{repo_id} is not an OpenVINO model (no openvino_model.xml).",
-            f"Export it instead: `phi3ov export {repo_id} ./model/{repo_id.split('/')[-1]}-int4`.",
-        )
-    return folder
 
 
 def read_info(folder: Path) -> ModelInfo:
