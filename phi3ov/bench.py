@@ -3,7 +3,7 @@
 Baseline ("raw"): a bare `openvino_genai.LLMPipeline.generate` with a streamer callback,
 timed from the call to the first streamed text and over the rest of the decode.
 App: the same prompt and settings streamed by a client through the running app (a server
-child process on loopback, the `/chat` endpoint via gradio_client): what a user sees.
+child process on loopback, its `/chat` endpoint over Gradio's HTTP API with server-sent events).
 """
 
 from __future__ import annotations
@@ -66,24 +66,28 @@ def measure_raw(folder: Path, device: str, messages: list[dict], max_new_tokens:
 
 def measure_app(model: str, device: str, messages: list[dict], max_new_tokens: int, runs: int,
                 tokens: int) -> dict:
-    from gradio_client import Client
+    """Stream through the running app's `/chat` endpoint over Gradio's HTTP API (server-sent events)."""
+    import httpx
 
     from .process import ServerProcess
 
-    args = ["--model", model, "--device", device]
-    with ServerProcess(args) as server:
-        client = Client(server.url, verbose=False)
+    payload = {"data": [messages[-1]["content"], [], messages[0]["content"], max_new_tokens, 0.0, 1.0, 0, 1.0, None]}
+    with ServerProcess(["--model", model, "--device", device]) as server, httpx.Client(timeout=120) as http:
+        url = f"{server.url}/gradio_api/call/chat"
         ttfts, rates, text = [], [], ""
         for i in range(runs + 1):
             start = time.perf_counter()
             first = None
-            job = client.submit(messages[-1]["content"], [], messages[0]["content"], max_new_tokens, 0.0,
-                                1.0, 0, 1.0, None, api_name="/chat")
-            for update in job:
-                if first is None and len(update) > 1 and _text(update[-1]):
-                    first = time.perf_counter()
+            event_id = http.post(url, json=payload).raise_for_status().json()["event_id"]
+            with http.stream("GET", f"{url}/{event_id}") as events:
+                for line in events.iter_lines():
+                    if not line.startswith("data:") or line == "data: null":
+                        continue
+                    history = json.loads(line[5:])[0]
+                    if history and _text(history[-1]):
+                        first = first or time.perf_counter()
+                        text = _text(history[-1])
             end = time.perf_counter()
-            text = _text(job.outputs()[-1][-1])
             if i and first is not None:
                 ttfts.append((first - start) * 1000)
                 rates.append(_decode_rate(tokens, first, end))

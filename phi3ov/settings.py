@@ -64,6 +64,7 @@ BOUNDS: dict[str, Bound] = {
     ),
 }
 SEED_MAX = 2**31 - 1
+SPACE_DEFAULT_MODEL = "OpenVINO/Phi-3-mini-4k-instruct-int4-ov"
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ class ServerSettings:
         values: dict[str, Any] = {}
         if env.get("PHI3OV_MODEL"):
             values["model"] = env["PHI3OV_MODEL"]
+        elif env.get("SPACE_ID"):
+            values["model"] = SPACE_DEFAULT_MODEL  # a Space has the Hub at hand: serve Phi-3 itself
         if env.get("PHI3OV_DEVICE"):
             values["device"] = env["PHI3OV_DEVICE"]
         if env.get("PHI3OV_HOST"):
