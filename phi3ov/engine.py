@@ -217,6 +217,13 @@ _pipelines: dict[tuple, Any] = {}
 _pipelines_lock = threading.Lock()
 
 
+def load_failed(folder: Path, device: str, err: Exception) -> ModelNotServable:
+    """The error to raise when OpenVINO GenAI cannot load a model folder."""
+    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {first_line}",
+                            f"Run `phi3ov doctor {folder}` to see what is missing.")
+
+
 def get_pipeline(folder: Path, device: str, properties: dict[str, str]) -> Any:
     """One LLMPipeline per (folder, device, properties) for the whole process, built lazily."""
     key = (str(Path(folder).resolve()), device, tuple(sorted(properties.items())))
@@ -228,42 +235,41 @@ def get_pipeline(folder: Path, device: str, properties: dict[str, str]) -> Any:
             try:
                 _pipelines[key] = ov_genai.LLMPipeline(str(folder), device, **properties)
             except RuntimeError as err:
-                raise ModelNotServable(
-                    f"OpenVINO GenAI could not load {folder} on {device}: {str(err).strip().splitlines()[0][:300]}",
-                    f"Run `phi3ov doctor {folder}` to see what is missing.",
-                ) from None
+                raise load_failed(folder, device, err) from None
             log.info("Loaded %s on %s in %.1f s", folder, device, time.perf_counter() - started)
         return _pipelines[key]
 
 
-class LocalEngine(Engine):
-    """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
+class OpenVINOEngine(Engine):
+    """What the OpenVINO GenAI engines share: model facts, chat template, token counts, stop tokens.
 
-    def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
-                 cache_dir: Path | None = None):
-        from .settings import default_cache_dir
+    A subclass calls `_load(model, device, make_pipeline)` with a function that builds its pipeline
+    (an LLMPipeline or a ContinuousBatchingPipeline) for the checked device, and implements `_runner`.
+    """
 
+    def _load(self, model: ModelRef, device: str, make_pipeline: Callable[[str], Any]) -> None:
         self.model = model
         self.name = model.name
         self.device = check_device(device)
-        info = read_info(model.path)
-        self.info = info
-        self.context_length = info.context_length
-        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
-        self.pipeline = get_pipeline(model.path, self.device, props)
+        self.info = read_info(model.path)
+        self.context_length = self.info.context_length
+        self.pipeline = make_pipeline(self.device)
         self.tokenizer = self.pipeline.get_tokenizer()
         if not self.tokenizer.chat_template:
             raise ModelNotServable(
                 f"{model.path} has no chat template, so a conversation cannot be formatted for it.",
                 f"Run `phi3ov doctor {model.path}`; re-export with `phi3ov export` to get one.",
             )
-        self.base_config = self.pipeline.get_generation_config()
+        self.base_config = self._model_config()
         self.stop_token_ids = set(self.base_config.stop_token_ids)
-        for token in info.stop_tokens:  # e.g. Phi-3's <|end|>, which must end a reply
+        for token in self.info.stop_tokens:  # e.g. Phi-3's <|end|>, which must end a reply
             ids = list(self.tokenizer.encode(token, add_special_tokens=False).input_ids.data[0])
             if len(ids) == 1:
                 self.stop_token_ids.add(int(ids[0]))
-        self._lock = FairLock()
+
+    def _model_config(self) -> Any:
+        """A fresh copy of the model's own generation defaults."""
+        return self.pipeline.get_generation_config()
 
     def _history(self, messages: list[Message]) -> Any:
         import openvino_genai as ov_genai
@@ -279,8 +285,7 @@ class LocalEngine(Engine):
         return int(encoded.input_ids.shape[1])
 
     def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
-
-        config = self.pipeline.get_generation_config()  # a copy of the model's own defaults
+        config = self._model_config()
         config.max_new_tokens = options.max_new_tokens
         config.stop_token_ids = set(self.stop_token_ids)
         config.stop_strings = set(options.stop)
@@ -296,6 +301,18 @@ class LocalEngine(Engine):
             config.top_k = options.top_k if options.top_k > 0 else 2**31 - 1
             config.rng_seed = seed
         return config, seed
+
+
+class LocalEngine(OpenVINOEngine):
+    """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
+
+    def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
+                 cache_dir: Path | None = None):
+        from .settings import default_cache_dir
+
+        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        self._load(model, device, lambda dev: get_pipeline(model.path, dev, props))
+        self._lock = FairLock()
 
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
         import openvino_genai as ov_genai

@@ -1,0 +1,223 @@
+"""Many replies at once from one OpenVINO GenAI ContinuousBatchingPipeline.
+
+`BatchedEngine` has the same interface as `LocalEngine` (chat -> Reply), but instead of one
+generation at a time it adds each reply to one `ContinuousBatchingPipeline` as a request and a
+single driver thread calls `step()` while any request is unfinished: every step advances all
+running replies by a token, so a second user does not wait for the first one's whole reply.
+
+    reply worker (one per reply)            driver thread (one per engine)
+    encode prompt, submit request   ---->   add_request -> GenerationHandle
+                                            step(); read each handle's new token ids
+    decode ids with a TextStreamer  <----   put them on that request's queue; then an end mark
+    emit text to the Reply
+
+Stop (the UI's button, a dropped HTTP client) sets the reply's stop event; the driver then calls
+`handle.stop()` for that request only, so the others keep running. Prefix caching is on: the
+next turn of a chat reuses the KV cache of the history it shares with the previous turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .conversation import Fitted
+from .engine import Emit, OpenVINOEngine, Runner, Stats, default_properties, load_failed
+from .errors import EngineNotReady, GenerationFailed
+from .models import ModelRef
+from .settings import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+_END = object()  # a request's last queue item when it finished normally
+
+
+class _Request:
+    """One reply inside the pipeline: what to generate, and the queue its token ids go to."""
+
+    def __init__(self, input_ids: Any, config: Any, stop: threading.Event):
+        self.input_ids = input_ids
+        self.config = config
+        self.stop = stop
+        self.out: queue.SimpleQueue = queue.SimpleQueue()  # lists of token ids, then _END or an exception
+        self.handle: Any = None
+        self.submitted = time.perf_counter()
+        self.first: float | None = None  # when the first token arrived
+        self.last: float | None = None  # when the latest token arrived
+
+
+class BatchedEngine(OpenVINOEngine):
+    """OpenVINO GenAI in this process: up to `max_num_seqs` replies generated together."""
+
+    def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float = 2.0,
+                 properties: dict[str, str] | None = None, cache_dir: Path | None = None):
+        import openvino_genai as ov_genai
+
+        from .settings import default_cache_dir
+
+        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        scheduler = ov_genai.SchedulerConfig()
+        scheduler.cache_size = max(1, math.ceil(kv_cache_gb))  # GB, allocated as requests need it
+        scheduler.max_num_seqs = max_num_seqs
+        scheduler.enable_prefix_caching = True
+        self.scheduler_config = scheduler
+        self.max_concurrency = max_num_seqs  # ui.py / server.py let this many replies run at once
+
+        def make_pipeline(device: str) -> Any:
+            started = time.perf_counter()
+            try:
+                pipeline = ov_genai.ContinuousBatchingPipeline(str(model.path), scheduler, device, props)
+            except RuntimeError as err:
+                raise load_failed(model.path, device, err) from None
+            log.info("Loaded %s on %s for continuous batching in %.1f s", model.path, device,
+                     time.perf_counter() - started)
+            return pipeline
+
+        self._load(model, device, make_pipeline)
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._active: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._closed = False
+        self._driver = threading.Thread(target=self._drive, name="phi3ov-batching", daemon=True)
+        self._driver.start()
+
+    def _model_config(self) -> Any:
+        return self.pipeline.get_config()
+
+    @property
+    def running(self) -> int:
+        """Replies waiting for or inside the pipeline right now."""
+        with self._cond:
+            return len(self._pending) + len(self._active)
+
+    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
+        import openvino_genai as ov_genai
+
+        prompt = self.prompt(fitted.messages)
+        config, seed = self.generation_config(options)
+
+        def run(emit: Emit, stop: threading.Event) -> Stats:
+            input_ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids
+            request = _Request(input_ids, config, stop)
+            self._submit(request)
+
+            def on_text(text: str) -> ov_genai.StreamingStatus:
+                emit(text)
+                return ov_genai.StreamingStatus.RUNNING
+
+            streamer = ov_genai.TextStreamer(self.tokenizer, on_text)  # the same detokenizing as LLMPipeline
+            generated = 0
+            while (item := self._next(request)) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                generated += len(item)
+                streamer.write(item)
+            streamer.end()
+            first = request.first or time.perf_counter()
+            last = request.last or first
+            return Stats(
+                ttft_ms=(first - request.submitted) * 1000 if request.first else 0.0,
+                tokens_per_s=(generated - 1) / (last - first) if generated > 1 and last > first else 0.0,
+                input_tokens=fitted.prompt_tokens,
+                output_tokens=generated,
+                total_s=time.perf_counter() - request.submitted,
+                seed=None if options.greedy else seed,
+            )
+
+        return run
+
+    def _submit(self, request: _Request) -> None:
+        with self._cond:
+            if self._closed:
+                raise EngineNotReady("The engine has been shut down.", "Restart the server.")
+            self._pending.append(request)
+            self._cond.notify()
+
+    def _next(self, request: _Request) -> Any:
+        while True:
+            try:
+                return request.out.get(timeout=1.0)
+            except queue.Empty:
+                if not self._driver.is_alive():
+                    return EngineNotReady("The batching engine stopped unexpectedly.", "Restart the server.")
+
+    # -- the driver thread ---------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._active or self._closed):
+                    self._cond.wait()
+                if self._closed:
+                    break
+                new, self._pending = self._pending, []
+            for request in new:
+                try:
+                    request.handle = self.pipeline.add_request(next(self._ids), request.input_ids, request.config)
+                except Exception as err:  # noqa: BLE001 - this request fails, the others go on
+                    request.out.put(GenerationFailed(f"The request was refused by the pipeline: {err}"))
+                    continue
+                self._active[id(request)] = request
+            try:
+                self._step()
+            except Exception as err:  # noqa: BLE001 - every running reply learns of it
+                log.exception("Continuous batching step failed")
+                failure = GenerationFailed(f"Generation failed: {type(err).__name__}: {err}",
+                                           "The text so far is kept; try again.")
+                for request in self._active.values():
+                    request.out.put(failure)
+                self._active.clear()
+        self._shutdown()
+
+    def _step(self) -> None:
+        import openvino_genai as ov_genai
+
+        for key, request in list(self._active.items()):
+            if request.stop.is_set():
+                request.handle.stop()  # keeps what was generated; the pipeline frees it at the next step
+                request.out.put(_END)
+                del self._active[key]
+        if self.pipeline.has_non_finished_requests():
+            self.pipeline.step()
+        now = time.perf_counter()
+        for key, request in list(self._active.items()):
+            handle = request.handle
+            if handle.can_read():
+                for output in handle.read().values():  # one sequence per request (no beam search)
+                    if output.generated_ids:
+                        request.first = request.first or now
+                        request.last = now
+                        request.out.put(list(output.generated_ids))
+            status = handle.get_status()
+            if status == ov_genai.GenerationStatus.RUNNING:
+                continue
+            del self._active[key]
+            if status == ov_genai.GenerationStatus.IGNORED:
+                request.out.put(GenerationFailed(
+                    "The prompt does not fit into the KV cache of the batching engine.",
+                    "Start the server with a larger --kv-cache-gb, or shorten the conversation."))
+            else:
+                request.out.put(_END)
+
+    def _shutdown(self) -> None:
+        closed = EngineNotReady("The engine was shut down while generating.", "Restart the server.")
+        with self._cond:
+            waiting, self._pending = self._pending, []
+        for request in [*waiting, *self._active.values()]:
+            if request.handle is not None:
+                request.handle.stop()
+            request.out.put(closed)
+        self._active.clear()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._driver.join(timeout=10)
