@@ -39,6 +39,13 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "openai: any OpenAI-compatible server, e.g. OpenVINO Model Server (needs --base-url).")
     parser.add_argument("--base-url", help="With --backend openai: the server's URL, e.g. http://ovms:8000/v3.")
     parser.add_argument("--remote-model", help="With --backend openai: the model name on that server.")
+    parser.add_argument("--remote-api-key", help="With --backend openai: the key that server wants "
+                        "(env PHI3OV_REMOTE_API_KEY).")
+    parser.add_argument("--engine", choices=["batched", "single"], help="batched: many replies at once from one "
+                        "ContinuousBatchingPipeline (default); single: one LLMPipeline, one reply at a time "
+                        "(env PHI3OV_ENGINE).")
+    parser.add_argument("--ov-config", action="append", metavar="KEY=VALUE", help="An OpenVINO property for the "
+                        "pipeline, e.g. INFERENCE_PRECISION_HINT=f32; repeatable (env PHI3OV_OV_CONFIG, comma-separated).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
     parser.add_argument("--kv-cache-gb", type=float, help="KV cache size for continuous batching in GB (default 2).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
@@ -50,7 +57,11 @@ def settings_from(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
-        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb", "context_length")}
+        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb", "context_length", "remote_api_key", "engine")}
+    if getattr(args, "ov_config", None):
+        from .settings import parse_ov_config
+
+        overrides["ov_config"] = parse_ov_config(args.ov_config)
     if getattr(args, "auth", None):
         overrides["auth"] = parse_auth(args.auth)
     return ServerSettings.from_env(**overrides)

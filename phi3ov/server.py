@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from . import models
-from .engine import Engine, LocalEngine
+from .engine import Engine, LocalEngine, default_properties
 from .errors import BadOptions
 from .settings import ServerSettings
 
@@ -15,16 +15,34 @@ log = logging.getLogger(__name__)
 
 
 def create_engine(settings: ServerSettings) -> Engine:
-    """The local OpenVINO GenAI engine, or a remote OpenAI-compatible server's."""
+    """The local OpenVINO GenAI engine (batched or single), or a remote OpenAI-compatible server's."""
     if settings.backend == "openai":
         from .remote import RemoteEngine
 
         if not settings.base_url:
             raise BadOptions("--backend openai needs --base-url, e.g. --base-url http://localhost:8000/v3.")
         return RemoteEngine(settings.base_url, model=settings.remote_model or settings.model,
-                            api_key=settings.api_key)
+                            api_key=settings.remote_api_key, context_length=settings.context_length)
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
-    return LocalEngine(ref, settings.device, cache_dir=settings.cache_dir)
+    properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
+    if settings.engine == "single":
+        return LocalEngine(ref, settings.device, properties=properties)
+    from .batching import BatchedEngine
+
+    return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
+                         properties=properties)
+
+
+def check_api_key_policy(settings: ServerSettings) -> None:
+    """Refuse to serve the API beyond this machine without a key, unless explicitly allowed."""
+    exposed = settings.share or not is_loopback(settings.host)
+    if exposed and not settings.api_key and not settings.allow_no_api_key:
+        where = "through a --share link" if settings.share else f"on {settings.host}"
+        raise BadOptions(
+            f"Refusing to serve the OpenAI-compatible API {where} without an API key: anyone who can reach "
+            "it could use the model.",
+            "Set one with --api-key KEY (env PHI3OV_API_KEY), or pass --allow-no-api-key "
+            "(env PHI3OV_ALLOW_NO_API_KEY=1) to serve it open on purpose.")
 
 
 def is_loopback(host: str) -> bool:
@@ -64,15 +82,14 @@ def launch_kwargs(settings: ServerSettings, engine: Engine) -> dict[str, Any]:
 
 
 def api_routes(settings: ServerSettings, engine: Engine) -> list:
-    """The OpenAI-compatible routes served beside the UI (empty until api.py provides them)."""
-    try:
-        from .api import create_router
-    except ImportError:
-        return []
+    """The OpenAI-compatible routes (/v1/...) served beside the UI on the same port."""
+    from .api import create_router
+
     return list(create_router(engine, settings).routes)
 
 
 def serve(settings: ServerSettings, *, block: bool = True):
+    check_api_key_policy(settings)
     if not is_loopback(settings.host) and not settings.auth:
         log.warning("Listening on %s without --auth: anyone who can reach this machine can use the chat.",
                     settings.host)

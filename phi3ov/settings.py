@@ -164,6 +164,9 @@ class ServerSettings:
     base_url: str | None = None
     remote_model: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    remote_api_key: str | None = None  # the key the remote server wants (never our own --api-key)
+    engine: str = "batched"  # "batched" (ContinuousBatchingPipeline) or "single" (LLMPipeline, one at a time)
+    ov_config: tuple[tuple[str, str], ...] = ()  # OpenVINO properties over the defaults, e.g. INFERENCE_PRECISION_HINT=f32
     max_num_seqs: int = 8
     kv_cache_gb: float = 2.0
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
@@ -200,13 +203,34 @@ class ServerSettings:
             ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
             ("kv_cache_gb", "PHI3OV_KV_CACHE_GB", float),
             ("context_length", "PHI3OV_CONTEXT_LENGTH", int),
+            ("remote_api_key", "PHI3OV_REMOTE_API_KEY", str),
+            ("engine", "PHI3OV_ENGINE", str),
+            ("ov_config", "PHI3OV_OV_CONFIG", parse_ov_config),
         ):
             if env.get(name):
                 values[key] = conv(env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("context_length") is not None and values["context_length"] < 64:
             raise BadOptions(f"--context-length must be at least 64 tokens, got {values['context_length']}.")
+        if values.get("engine", "batched") not in ENGINES:
+            raise BadOptions(f"--engine must be one of {', '.join(ENGINES)}, got {values['engine']!r}.")
         return cls(**values)
+
+
+ENGINES = ("batched", "single")
+
+
+def parse_ov_config(text: str | list[str] | tuple) -> tuple[tuple[str, str], ...]:
+    """OpenVINO properties from `KEY=VALUE` items (a list, or one string separated by commas)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BadOptions(f"--ov-config takes KEY=VALUE, got {item!r}.",
+                             "For example --ov-config INFERENCE_PRECISION_HINT=f32.")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 def parse_auth(text: str) -> tuple[str, str]:
