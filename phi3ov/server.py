@@ -6,7 +6,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from . import models
+from . import doctor, models
 from .engine import Engine, LocalEngine, default_properties
 from .errors import BadOptions
 from .settings import ServerSettings
@@ -24,6 +24,7 @@ def create_engine(settings: ServerSettings) -> Engine:
         return RemoteEngine(settings.base_url, model=settings.remote_model or settings.model,
                             api_key=settings.remote_api_key, context_length=settings.context_length)
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
+    doctor.diagnose(ref.path).raise_if_not_servable()  # every folder served has passed doctor
     properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
     if settings.engine == "single":
         return LocalEngine(ref, settings.device, properties=properties)
