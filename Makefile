@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench lint format screenshots setup setup-test browser clean
+.PHONY: run test test-fast bench lint format screenshots export-phi3 setup setup-test browser clean
 
 run: $(VENV)/.runtime  ## set up and open the chat on the default model
 	$(BIN)/python app.py $(ARGS)
@@ -36,6 +36,9 @@ format: $(VENV)/.test
 screenshots: $(VENV)/.test browser  ## refresh assets/screenshots from a real browser run
 	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/test_browser.py -k screenshots $(PYTEST_ARGS)
 
+export-phi3: $(VENV)/.export  ## export Phi-3-mini to ./model/phi3-instruct/int4 (needs internet)
+	$(BIN)/phi3ov export microsoft/Phi-3-mini-4k-instruct model/phi3-instruct/int4 $(ARGS)
+
 setup: $(VENV)/.runtime
 setup-test: $(VENV)/.test
 
@@ -53,10 +56,14 @@ $(VENV)/.runtime: requirements.txt pyproject.toml constraints.txt | $(BIN)/pytho
 # The export extra needs torch; install the CPU build first, then pin it while the rest resolves.
 # optimum-intel pulls torchvision, which it uses only for vision models and which breaks imports
 # beside a CPU torch, so it is removed afterwards.
-$(VENV)/.test: $(VENV)/.runtime pyproject.toml constraints.txt
+$(VENV)/.export: $(VENV)/.runtime pyproject.toml constraints.txt
 	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
-	$(PIP) -e '.[export,test]'
+	$(PIP) -e '.[export]'
 	$(BIN)/pip uninstall -y -q torchvision
+	touch $@
+
+$(VENV)/.test: $(VENV)/.export pyproject.toml constraints.txt
+	$(PIP) -e '.[test]'
 	touch $@
 
 browser:  ## Debian's chromium for the browser tests (never `playwright install`)
