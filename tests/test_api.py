@@ -1,0 +1,199 @@
+"""The OpenAI-compatible API of a real launched server, driven by the official openai client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from phi3ov.process import ServerProcess
+
+KEY = "test-key-123"
+# Batch-invariant numerics for the no-cross-talk test: with the CPU's default bf16 and dynamic
+# activation quantization, a batch of 8 rounds differently from a batch of 1, and this small model's
+# greedy choice can flip on a near-tie after ~15 tokens (a different but equally fluent reply).
+EXACT = ["--ov-config", "INFERENCE_PRECISION_HINT=f32", "--ov-config", "DYNAMIC_QUANTIZATION_GROUP_SIZE=0"]
+PROMPTS = ["What is OpenVINO?", "Name three colors.", "Write a haiku about the sea.", "What is 2+2?",
+           "Tell me a joke.", "What is the capital of France?", "How do I sort a list in Python?",
+           "Why is the sky blue?"]
+
+
+@pytest.fixture(scope="module")
+def server(bundled_ref, tmp_path_factory):
+    log = tmp_path_factory.mktemp("api") / "server.log"
+    with ServerProcess(["--model", str(bundled_ref.path), "--api-key", KEY, "--kv-cache-gb", "1", *EXACT],
+                       log_path=log) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(client):
+    return client.models.list().data[0].id
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bundled_ref):
+    import openvino_genai as ov_genai
+
+    return ov_genai.Tokenizer(str(bundled_ref.path))
+
+
+def ask(content: str) -> list[dict]:
+    return [{"role": "system", "content": "You are a helpful AI assistant."}, {"role": "user", "content": content}]
+
+
+def running(server) -> int:
+    with urllib.request.urlopen(f"{server.url}/health", timeout=5) as resp:
+        return json.load(resp)["running"]
+
+
+def stream_text(client, model, content: str, max_tokens: int) -> tuple[str, float, float]:
+    started = time.perf_counter()
+    text = ""
+    with client.chat.completions.create(model=model, messages=ask(content), max_tokens=max_tokens, temperature=0,
+                                        stream=True) as stream:
+        for event in stream:
+            if event.choices and event.choices[0].delta.content:
+                text += event.choices[0].delta.content
+    return text, started, time.perf_counter()
+
+
+def test_models_lists_the_served_model(client, model):
+    models = client.models.list().data
+    assert [m.id for m in models] == [model]
+    assert models[0].model_dump()["max_model_len"] >= 2048
+
+
+def test_ui_and_api_share_one_port(server):
+    with urllib.request.urlopen(server.url, timeout=10) as resp:
+        assert resp.status == 200 and "<html" in resp.read(2000).decode().lower()
+
+
+def test_non_streaming_reply_reports_usage(client, model):
+    result = client.chat.completions.create(model=model, messages=ask("Say hello."), max_tokens=16, temperature=0)
+    choice = result.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    assert 0 < result.usage.completion_tokens <= 16 and result.usage.prompt_tokens > 10
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+
+
+def test_streaming_equals_non_streaming_and_ends_with_usage(client, model):
+    whole = client.chat.completions.create(model=model, messages=ask("What is OpenVINO?"), max_tokens=24,
+                                           temperature=0)
+    events = list(client.chat.completions.create(model=model, messages=ask("What is OpenVINO?"), max_tokens=24,
+                                                 temperature=0, stream=True, stream_options={"include_usage": True}))
+    deltas = [e.choices[0].delta.content for e in events if e.choices and e.choices[0].delta.content]
+    assert len(deltas) > 5, "the reply must arrive in pieces"
+    assert "".join(deltas) == whole.choices[0].message.content
+    assert events[-2].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert events[-1].choices == [] and events[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_eight_clients_at_once_get_their_own_replies(client, model, tokenizer):
+    results: dict[str, tuple[str, float, float]] = {}
+    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, stream_text(client, model, p, 32)))
+               for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == sorted(PROMPTS), "every reply completes"
+    starts = [s for _, s, _ in results.values()]
+    ends = [e for _, _, e in results.values()]
+    assert max(starts) < min(ends), "the eight replies were generated at the same time, not one after another"
+    for prompt in PROMPTS:
+        alone, _, _ = stream_text(client, model, prompt, 32)
+        together = results[prompt][0]
+        ids_alone = list(tokenizer.encode(alone, add_special_tokens=False).input_ids.data[0])
+        ids_together = list(tokenizer.encode(together, add_special_tokens=False).input_ids.data[0])
+        assert ids_together[:20] == ids_alone[:20], f"cross-talk for {prompt!r}: {together!r} vs {alone!r}"
+
+
+def test_a_dropped_client_stops_only_its_reply(server, client, model):
+    kept: dict[str, object] = {}
+
+    def keep(prompt: str) -> None:
+        result = client.chat.completions.create(model=model, messages=ask(prompt), max_tokens=48, temperature=0,
+                                                stream=True, stream_options={"include_usage": True})
+        kept[prompt] = list(result)[-1].usage
+
+    dropped = client.chat.completions.create(model=model, messages=ask("Tell me a very long story."),
+                                             max_tokens=3000, temperature=0, stream=True,
+                                             extra_body={"repetition_penalty": 1.0})
+    pieces = [next(iter(dropped)) for _ in range(4)]
+    assert pieces
+    others = [threading.Thread(target=keep, args=(p,)) for p in ("Write a poem about rain.", "Describe a cat.")]
+    for t in others:
+        t.start()
+    dropped.close()  # the client goes away mid-reply
+    for t in others:
+        t.join(timeout=120)
+    assert len(kept) == 2 and all(u.completion_tokens > 0 for u in kept.values()), "the others complete"
+    deadline = time.monotonic() + 10
+    while running(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running(server) == 0, "the dropped reply (3000 tokens) no longer runs on the server"
+
+
+@pytest.mark.parametrize("params, param", [
+    ({"temperature": 5}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_completion_tokens": 100000}, "max_completion_tokens"),
+    ({"seed": -1}, "seed"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"n": 2}, "n"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages"),
+])
+def test_bad_parameters_get_400_in_openai_shape(client, model, params, param):
+    request = {"model": model, "messages": ask("Hi"), **params}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**request)
+    assert caught.value.status_code == 400
+    error = caught.value.body
+    assert set(error) >= {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert error["param"] == param and error["message"]
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=ask("Hi"))
+    assert caught.value.body["code"] == "model_not_found"
+
+
+def test_too_long_conversation_is_context_length_exceeded(client, model):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model, messages=ask("word " * 9000), max_tokens=16)
+    assert caught.value.body["code"] == "context_length_exceeded"
+
+
+def test_api_key_is_enforced(server, model):
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0) as wrong, \
+            pytest.raises(openai.AuthenticationError) as caught:
+        wrong.chat.completions.create(model=model, messages=ask("Hi"))
+    assert caught.value.status_code == 401 and caught.value.body["code"] == "invalid_api_key"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{server.url}/v1/models", timeout=5)
+    assert missing.value.code == 401
+
+
+def test_serve_refuses_an_open_api_beyond_loopback(bundled_ref):
+    done = subprocess.run([sys.executable, "-m", "phi3ov.cli", "serve", "--host", "0.0.0.0", "--port", "9",
+                           "--model", str(bundled_ref.path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--api-key" in done.stderr and "--allow-no-api-key" in done.stderr

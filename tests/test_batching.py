@@ -1,0 +1,82 @@
+"""BatchedEngine: many replies at once from one ContinuousBatchingPipeline, on the real model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from phi3ov.settings import GenerationOptions
+
+SYSTEM = {"role": "system", "content": "You are a helpful AI assistant."}
+
+
+def ask(content: str) -> list[dict]:
+    return [SYSTEM, {"role": "user", "content": content}]
+
+
+@pytest.fixture(scope="module")
+def batched(bundled_ref):
+    from phi3ov.batching import BatchedEngine
+
+    engine = BatchedEngine(bundled_ref, max_num_seqs=4, kv_cache_gb=1)
+    yield engine
+    engine.close()
+
+
+def test_settings_reach_the_pipeline(batched):
+    assert batched.max_concurrency == 4
+    assert batched.scheduler_config.max_num_seqs == 4
+    assert batched.scheduler_config.enable_prefix_caching
+
+
+def test_a_lone_reply_equals_the_single_pipeline(batched, engine, greedy):
+    messages = ask("What is OpenVINO?")
+    single = engine.chat(messages, greedy)
+    list(single)
+    reply = batched.chat(messages, greedy)
+    chunks = list(reply)
+    assert len(chunks) > 5 and reply.text == single.text
+    assert reply.stats.output_tokens == single.stats.output_tokens
+    assert reply.stats.ttft_ms > 0 and reply.stats.tokens_per_s > 0
+
+
+def test_stopping_one_reply_leaves_the_others_running(batched):
+    options = GenerationOptions(temperature=0, max_new_tokens=40)
+    prompts = ["Name three colors.", "Write a haiku about the sea."]
+    victim = batched.chat(ask("Tell me a very long story."), GenerationOptions(temperature=0, max_new_tokens=2000))
+    others = {p: batched.chat(ask(p), options) for p in prompts}
+    threads = [threading.Thread(target=lambda r=r: list(r)) for r in others.values()]
+    pieces = iter(victim)
+    first = [next(pieces) for _ in range(3)]
+    for t in threads:
+        t.start()
+    victim.stop()
+    rest = list(pieces)
+    for t in threads:
+        t.join(timeout=120)
+    assert victim.finish_reason == "cancelled"
+    assert victim.stats.output_tokens < 100 and victim.text == "".join(first + rest)
+    for reply in others.values():  # completed; reply equality under batching is tested through the API
+        assert reply.finish_reason in ("stop", "length") and reply.text
+        assert reply.stats.output_tokens == 40 or reply.finish_reason == "stop"
+    assert batched.running == 0
+
+
+def test_length_and_stop_strings(batched):
+    short = batched.chat(ask("Tell me a story."), GenerationOptions(temperature=0, max_new_tokens=5))
+    list(short)
+    assert short.finish_reason == "length" and short.stats.output_tokens == 5
+    question = ask("What is OpenVINO?")
+    text = "".join(batched.chat(question, GenerationOptions(temperature=0, max_new_tokens=40)))
+    stop = text.split()[5]  # a word from the middle of the free reply
+    cut = batched.chat(question, GenerationOptions(temperature=0, max_new_tokens=40, stop=(stop,)))
+    assert "".join(cut) == text[: text.index(stop)].rstrip()  # the token " word" goes with its space
+    assert cut.finish_reason == "stop"
+
+
+def test_sampling_with_a_seed_repeats(batched):
+    options = GenerationOptions(temperature=0.9, max_new_tokens=16, seed=42)
+    first = "".join(batched.chat(ask("Invent a name for a cat."), options))
+    second = "".join(batched.chat(ask("Invent a name for a cat."), options))
+    assert first == second
