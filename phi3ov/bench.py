@@ -26,6 +26,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of a table.")
     parser.add_argument("--compare", action="store_true",
                         help="Also measure optimum-intel OVModelForCausalLM.generate on the same folder.")
+    parser.add_argument("--concurrency", metavar="N,N,...", help="Instead: N clients streaming at once through "
+                        "the API vs. the same N requests one after another, for each N (e.g. 1,2,4,8).")
 
 
 def _decode_rate(tokens: int, first: float, end: float) -> float:
@@ -105,6 +107,10 @@ def main(args: argparse.Namespace) -> int:
 
     ref = models.resolve(args.model)
     device = args.device or "CPU"
+    if args.concurrency:
+        from .bench_concurrency import main as concurrency_main
+
+        return concurrency_main(args, ref.path, device)
     messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": args.prompt}]
     raw = measure_raw(ref.path, device, messages, args.max_new_tokens, args.runs)
     app = measure_app(str(ref.path), device, messages, args.max_new_tokens, args.runs, raw["tokens"])
