@@ -1,25 +1,29 @@
 """The Gradio Blocks chat. The one module that imports gradio.
 
 Each browser session owns its conversation: it lives in the Chatbot's value (sent by the
-browser with every event) and a per-session `Session` state for the reply in flight. Nothing
-about a conversation is kept in module globals or in the engine.
+browser with every event) and a per-session `Session` state for the reply in flight and the
+figures of past replies. Nothing about a conversation is kept in module globals or in the engine.
 
 A message's way: Enter/Send -> `accept` (queue=False: the message shows at once; empty or
 over-long messages stop here with the text kept) -> `respond` streams the reply into the
 Chatbot and puts the figures under it. Stop sets the reply's stop flag: the backend ends
-within a token, the partial reply stays.
+within a token, the partial reply stays. Saving and loading go through transcript.py.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from . import conversation
+from . import conversation, transcript
 from .engine import Engine, Reply
 from .errors import Phi3ovError
 from .settings import BOUNDS, EXAMPLES, SEED_MAX, GenerationOptions, ServerSettings
@@ -27,17 +31,29 @@ from .settings import BOUNDS, EXAMPLES, SEED_MAX, GenerationOptions, ServerSetti
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PLACEHOLDER = "Type a message (Enter sends, Shift+Enter adds a line)"
+PRIVATE = dict(api_visibility="private")
 
 
 class Session:
-    """Per-browser-session state: the reply in flight and the message being answered."""
+    """Per-browser-session state: the reply in flight, the message being answered, past figures."""
 
     def __init__(self) -> None:
         self.reply: Reply | None = None
         self.pending: str | None = None
+        self.generations: dict[int, dict[str, Any]] = {}  # chat index -> {"text", "generation"}
+        self.folder: Path | None = None  # where this session's saved chats are written
 
     def __deepcopy__(self, memo: dict) -> Session:  # gr.State copies its initial value per session
         return Session()
+
+    @property
+    def busy(self) -> bool:
+        return self.reply is not None or self.pending is not None
+
+    def generation_at(self, index: int, text: str) -> dict[str, Any] | None:
+        """The figures recorded for the reply at `index`, if that reply is still the same text."""
+        entry = self.generations.get(index)
+        return entry["generation"] if entry and entry["text"] == text else None
 
 
 def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed) -> GenerationOptions:
@@ -49,6 +65,10 @@ def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, 
 
 def as_gradio_error(err: Phi3ovError) -> gr.Error:
     return gr.Error(str(err), title=type(err).__name__.replace("Error", "") or "Error", print_exception=False)
+
+
+def busy_status(text: str) -> str:
+    return f'<span class="phi3ov-busy">{html.escape(text)}</span>'
 
 
 def stream_reply(engine: Engine, history: list[dict], system_prompt: str, options: GenerationOptions,
@@ -67,20 +87,33 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     notice = reply.fitted.notice
     if notice:
         gr.Warning(notice)
-    waiting = f"⏳ Processing prompt ({reply.fitted.prompt_tokens} tokens)…"
-    yield history, waiting
+    yield history, busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…")
     answer = ""
     try:
         for chunk in reply:
             answer += chunk
-            yield [*history, {"role": "assistant", "content": answer}], "✍️ Generating…"
+            yield [*history, {"role": "assistant", "content": answer}], busy_status("Generating…")
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     finally:
         if session is not None and session.reply is reply:
             session.reply = None
     final = [*history, {"role": "assistant", "content": answer}] if answer else history
+    if session is not None and answer:
+        session.generations[len(history)] = {"text": answer, "generation": generation_record(reply)}
     yield final, figures(reply)
+
+
+def generation_record(reply: Reply) -> dict[str, Any]:
+    """What a saved chat keeps about one reply, so it can be generated again."""
+    stats = reply.stats
+    return {
+        "seed": stats.seed if stats else None,
+        "options": reply.options.as_dict(),
+        "stats": stats.as_dict() if stats else None,
+        "finish_reason": reply.finish_reason,
+        "trimmed_messages": reply.fitted.dropped,
+    }
 
 
 def figures(reply: Reply) -> str:
@@ -102,14 +135,11 @@ def figures(reply: Reply) -> str:
 def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Blocks:
     settings = settings or ServerSettings()
     concurrency = getattr(engine, "max_concurrency", 1)
+    model_info = {"name": engine.name, "device": engine.device, "context_length": engine.context_length}
 
     with gr.Blocks(title="phi3ov chat", fill_height=True) as demo:
         session = gr.State(Session())
-        gr.HTML(
-            f'<div class="phi3ov-header"><h1>phi3ov</h1>'
-            f'<span class="phi3ov-model">{_escape(engine.name)} · {_escape(engine.device)} · '
-            f"{engine.context_length} tokens of context</span></div>"
-        )
+        gr.HTML(header_html(engine), elem_id="header")
         chatbot = gr.Chatbot(
             label="Chat", show_label=False, height="60vh", buttons=["copy", "copy_all"],
             feedback_options=None, elem_id="chatbot",
@@ -117,17 +147,23 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             latex_delimiters=[{"left": "$$", "right": "$$", "display": True}],
         )
         status = gr.Markdown("", elem_id="status")
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="composer"):
             textbox = gr.Textbox(
                 placeholder=PLACEHOLDER, show_label=False, lines=1, max_lines=8, scale=6,
                 autofocus=True, elem_id="message", container=False,
             )
-            send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
-            stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop")
-        with gr.Row():
-            regenerate = gr.Button("🔄 Regenerate", size="sm", elem_id="regenerate")
-            undo = gr.Button("↩️ Undo", size="sm", elem_id="undo")
-            clear = gr.Button("🗑️ Clear", size="sm", elem_id="clear")
+            send = gr.Button("Send", variant="primary", scale=0, min_width=84, elem_id="send")
+            stop = gr.Button("Stop", variant="stop", scale=0, min_width=84, elem_id="stop", visible=False)
+        with gr.Row(elem_id="actions"):
+            regenerate = gr.Button("↻ Regenerate", size="sm", elem_id="regenerate")
+            undo = gr.Button("↶ Undo", size="sm", elem_id="undo")
+            clear = gr.Button("✕ Clear", size="sm", elem_id="clear")
+            save = gr.Button("⤓ Save chat", size="sm", elem_id="save")
+            load = gr.UploadButton("⤒ Load chat", size="sm", file_types=[".json"], file_count="single",
+                                   type="binary", elem_id="load")
+        with gr.Row(elem_id="downloads", visible=False) as downloads:
+            save_md = gr.DownloadButton("Markdown", size="sm", elem_id="download-md")
+            save_json = gr.DownloadButton("JSON (reload or reproduce)", size="sm", elem_id="download-json")
         with gr.Accordion("Settings", open=False, elem_id="settings"):
             system_prompt = gr.Textbox(settings.system_prompt, label="System prompt", lines=2, elem_id="system-prompt")
             sliders = [
@@ -135,29 +171,40 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                           elem_id=name.replace("_", "-"))
                 for name, b in BOUNDS.items()
             ]
-            seed = gr.Number(None, label="Seed", info=f"0–{SEED_MAX}; empty for a new random seed each reply "
-                             "(the figures show the seed used).", precision=0, minimum=0, maximum=SEED_MAX,
-                             elem_id="seed")
+            # A textbox, not gr.Number: an empty Number comes back from the browser as 0, a fixed seed.
+            seed = gr.Textbox("", label="Seed", placeholder="random", max_lines=1, elem_id="seed",
+                              info=f"A whole number from 0 to {SEED_MAX} repeats a reply; empty: a new random "
+                              "seed each reply (the figures show the seed used).")
         generation_inputs = [system_prompt, *sliders, seed]
+        working, idle = (gr.update(visible=False), gr.update(visible=True)), (gr.update(visible=True),
+                                                                               gr.update(visible=False))
 
-        def accept(text: str, history: list[dict], system: str, *values: Any):
-            """Show the message at once, or refuse it (empty, too long) with the text kept."""
+        def refuse_while_busy(sess: Session, what: str) -> None:
+            if sess.busy:
+                raise gr.Error(f"A reply is still being written: press Stop, then {what}.", title="Busy",
+                               print_exception=False)
+
+        def check_message(text: str, history: list[dict], system: str, *values: Any) -> None:
+            """Refuse a message that cannot be sent (busy, too long). No outputs, so nothing is lost."""
             *numbers, sess = values
-            sess.pending = None
-            text = text or ""
-            if not text.strip():
+            refuse_while_busy(sess, "send again")
+            if (text or "").strip():
+                try:
+                    engine.prepare(conversation.build(system, history, text), options_from(*numbers))
+                except Phi3ovError as err:
+                    raise as_gradio_error(err) from None
+
+        def accept(text: str, history: list[dict], sess: Session):
+            """Show the message at once (an empty one is refused with a hint)."""
+            if not (text or "").strip():
                 gr.Warning("Type a message first.")
-                return gr.update(), history
-            try:
-                engine.prepare(conversation.build(system, history, text), options_from(*numbers))
-            except Phi3ovError as err:
-                raise as_gradio_error(err) from None
+                return gr.update(), history, *idle
             sess.pending = text
-            return "", [*history, {"role": "user", "content": text}]
+            return "", [*history, {"role": "user", "content": text}], *working
 
         def respond(history: list[dict], system: str, *values: Any):
             *numbers, sess = values
-            if sess.pending is None:  # nothing was accepted (empty message)
+            if sess.pending is None:  # nothing was accepted (empty message), or stopped while waiting
                 return
             sess.pending = None
             try:
@@ -167,6 +214,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             yield from stream_reply(engine, history, system, options, sess)
 
         def stop_reply(sess: Session):
+            sess.pending = None  # a reply still waiting in line never starts
             if sess.reply is not None:
                 sess.reply.stop()
 
@@ -176,11 +224,10 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             while history and history[-1]["role"] == "assistant":
                 history.pop()
             if not history:
-                sess.pending = None
                 gr.Warning("There is no message to answer again.")
-                return history
+                return history, *idle
             sess.pending = conversation.text_of(history[-1]["content"])
-            return history
+            return history, *working
 
         def undo_last(history: list[dict], sess: Session):
             history = list(history)
@@ -189,28 +236,96 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             text = conversation.text_of(history.pop()["content"]) if history else ""
             return history, text, ""
 
+        def clear_chat(sess: Session):
+            sess.generations.clear()
+            return [], "", "", gr.update(visible=False)
+
         def on_example(evt: gr.SelectData, history: list[dict], sess: Session):
+            if sess.busy:  # examples show only on an empty chat, so this is a rare race
+                gr.Warning("A reply is still being written: press Stop first.")
+                return gr.update(), gr.update(), gr.update()
             text = evt.value["text"] if isinstance(evt.value, dict) else str(evt.value)
             sess.pending = text
-            return [*history, {"role": "user", "content": text}]
+            return [*history, {"role": "user", "content": text}], *working
+
+        def save_chat(history: list[dict], system: str, *values: Any):
+            *numbers, seed_value, sess = values
+            if not history:
+                raise gr.Error("The chat is empty: there is nothing to save yet.", title="Nothing to save",
+                               print_exception=False)
+            messages = []
+            for i, m in enumerate(conversation.normalize(history)):
+                entry: dict[str, Any] = dict(m)
+                generation = sess.generation_at(i, m["content"]) if m["role"] == "assistant" else None
+                if generation:
+                    entry["generation"] = generation
+                messages.append(entry)
+            try:
+                chat_settings = options_from(*numbers, seed_value).as_dict()
+            except Phi3ovError as err:
+                raise as_gradio_error(err) from None
+            saved = transcript.Transcript(messages, system or "", chat_settings, model_info)
+            if sess.folder is None:
+                sess.folder = Path(tempfile.mkdtemp(prefix="phi3ov-chat-"))
+            shutil.rmtree(sess.folder, ignore_errors=True)
+            md, js = transcript.save(saved, sess.folder, stem=f"phi3ov-chat-{time.strftime('%Y%m%d-%H%M%S')}")
+            return gr.update(visible=True), str(md), str(js)
+
+        def read_chat(data: bytes, sess: Session) -> transcript.Transcript:
+            """Check an uploaded file; a bad one is refused here, before anything on screen changes."""
+            refuse_while_busy(sess, "load a chat")
+            try:
+                return transcript.from_json(data or b"")
+            except Phi3ovError as err:
+                raise gr.Error(f"Could not load this chat: {err} The current chat is unchanged.",
+                               title="Not a saved chat", print_exception=False) from None
+
+        def load_chat(loaded: transcript.Transcript, sess: Session):
+            sess.generations = {i: {"text": loaded.messages[i]["content"], "generation": g}
+                                for i, g in loaded.generations.items()}
+            values = []  # the saved settings where they are valid; the others stay as they are
+            for name in BOUNDS:
+                try:
+                    values.append(getattr(GenerationOptions.parse(clamp=True, **{name: loaded.settings[name]}), name))
+                except (KeyError, Phi3ovError):
+                    values.append(gr.update())
+            try:
+                value = GenerationOptions.parse(seed=loaded.settings.get("seed")).seed
+                values.append("" if value is None else str(value))
+            except Phi3ovError:
+                values.append(gr.update())
+            note = f"Loaded a chat of {len(loaded.messages)} messages"
+            if loaded.model.get("name"):
+                note += f" with {loaded.model['name']}"
+            gr.Info(note + ".")
+            return (loaded.history, loaded.system_prompt or settings.system_prompt, *values,
+                    note + (f", saved {loaded.saved_at.replace('T', ' ').replace('+00:00', ' UTC')}." if loaded.saved_at else "."))
 
         respond_io = dict(inputs=[chatbot, *generation_inputs, session], outputs=[chatbot, status],
-                          concurrency_limit=concurrency, concurrency_id="generate", api_visibility="private")
+                          concurrency_limit=concurrency, concurrency_id="generate", **PRIVATE)
+        to_idle = dict(fn=lambda: idle, inputs=None, outputs=[send, stop], queue=False, **PRIVATE)
+        quick = dict(queue=False, **PRIVATE)
+        # Each action first runs a check with no outputs: a refusal shows a toast and changes nothing.
+        # Checks go through the queue: an error raised outside it reaches the page as a bare HTTP 500.
+        check = dict(concurrency_limit=None, **PRIVATE)
         for trigger in (textbox.submit, send.click):
-            (
-                trigger(accept, [textbox, chatbot, *generation_inputs, session], [textbox, chatbot], queue=False,
-                        api_visibility="private")
-                .success(respond, **respond_io)
-            )
-        chatbot.example_select(on_example, [chatbot, session], [chatbot], queue=False, api_visibility="private").then(
-            respond, **respond_io
-        )
-        regenerate.click(rewind, [chatbot, session], [chatbot], queue=False, api_visibility="private").then(
-            respond, **respond_io
-        )
-        stop.click(stop_reply, [session], None, queue=False, api_visibility="private")
-        undo.click(undo_last, [chatbot, session], [chatbot, textbox, status], queue=False, api_visibility="private")
-        clear.click(lambda: ([], "", ""), None, [chatbot, textbox, status], queue=False, api_visibility="private")
+            (trigger(check_message, [textbox, chatbot, *generation_inputs, session], None, **check)
+             .success(accept, [textbox, chatbot, session], [textbox, chatbot, send, stop], **quick)
+             .success(respond, **respond_io).then(**to_idle))
+        chatbot.example_select(on_example, [chatbot, session], [chatbot, send, stop], **quick).success(
+            respond, **respond_io).then(**to_idle)
+        (regenerate.click(lambda s: refuse_while_busy(s, "regenerate"), [session], None, **check)
+         .success(rewind, [chatbot, session], [chatbot, send, stop], **quick)
+         .success(respond, **respond_io).then(**to_idle))
+        stop.click(stop_reply, [session], None, **quick)
+        undo.click(lambda s: refuse_while_busy(s, "undo"), [session], None, **check).success(
+            undo_last, [chatbot, session], [chatbot, textbox, status], **quick)
+        clear.click(lambda s: refuse_while_busy(s, "clear"), [session], None, **check).success(
+            clear_chat, [session], [chatbot, textbox, status, downloads], **quick)
+        save.click(save_chat, [chatbot, *generation_inputs, session], [downloads, save_md, save_json], **PRIVATE)
+        uploaded = gr.State()
+        load.upload(read_chat, [load, session], [uploaded], **PRIVATE).success(
+            load_chat, [uploaded, session], [chatbot, system_prompt, *sliders, seed, status], **PRIVATE)
 
         def chat(message: str, history: list[dict], system_prompt: str = settings.system_prompt,
                  max_new_tokens: float = BOUNDS["max_new_tokens"].default,
@@ -236,13 +351,26 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
     return demo
 
 
-def _escape(text: str) -> str:
-    import html
+def header_html(engine: Engine) -> str:
+    logo = ASSETS / "logo.svg"
+    img = ""
+    if logo.exists():
+        import base64
 
-    return html.escape(str(text))
+        img = f'<img alt="" src="data:image/svg+xml;base64,{base64.b64encode(logo.read_bytes()).decode()}">'
+    return (
+        f'<div class="phi3ov-header">{img}<div><h1>phi3ov</h1>'
+        f'<span class="phi3ov-model">{html.escape(engine.name)} · {html.escape(engine.device)} · '
+        f"{engine.context_length} tokens of context</span></div></div>"
+    )
 
 
 def launch_kwargs() -> dict[str, Any]:
-    """Theme and css for `launch()` (Gradio 6 takes them there)."""
+    """Theme, css and favicon for `launch()` (Gradio 6 takes them there)."""
     css = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else None
-    return {"theme": gr.themes.Soft(primary_hue="blue"), "css": css}
+    kwargs: dict[str, Any] = {"theme": gr.themes.Soft(primary_hue="blue"), "css": css}
+    if (ASSETS / "head.html").exists():
+        kwargs["head"] = (ASSETS / "head.html").read_text()
+    if (ASSETS / "logo.svg").exists():
+        kwargs["favicon_path"] = str(ASSETS / "logo.svg")
+    return kwargs
