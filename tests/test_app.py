@@ -109,7 +109,7 @@ def test_non_text_content_is_refused(client):
 
 def test_share_without_internet_keeps_serving_and_says_why(tmp_path):
     log = tmp_path / "share.log"
-    with ServerProcess(["--share"], log_path=log, env={"HF_HUB_OFFLINE": "1"}) as srv:
+    with ServerProcess(["--share", "--api-key", "test-key"], log_path=log, env={"HF_HUB_OFFLINE": "1"}) as srv:
         deadline = time.monotonic() + 90
         while "No public link" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
