@@ -30,6 +30,7 @@ from .settings import BOUNDS, EXAMPLES, SEED_MAX, GenerationOptions, ServerSetti
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+UPDATE_INTERVAL_S = 0.033
 PLACEHOLDER = "Type a message (Enter sends, Shift+Enter adds a line)"
 PRIVATE = dict(api_visibility="private")
 
@@ -88,11 +89,15 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     if notice:
         gr.Warning(notice)
     yield history, busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…")
-    answer = ""
+    answer, shown_at = "", 0.0
     try:
         for chunk in reply:
             answer += chunk
-            yield [*history, {"role": "assistant", "content": answer}], busy_status("Generating…")
+            # Each update re-sends the chat, so send at most ~30 a second: the text still flows,
+            # and the server's work per update does not take CPU from generation.
+            if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
+                shown_at = time.monotonic()
+                yield [*history, {"role": "assistant", "content": answer}], busy_status("Generating…")
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     finally:
