@@ -110,13 +110,24 @@ class Reply:
         worker = threading.Thread(target=work, name="phi3ov-generate", daemon=True)
         worker.start()
         try:
-            while (item := chunks.get()) is not _DONE:
-                if not item:
+            done = False
+            while not done:
+                # Send what is ready: one chunk when the consumer keeps up, all the queued ones
+                # joined when it fell behind, so a slow consumer costs one update, not one per token.
+                pending = [chunks.get()]
+                while pending[-1] is not _DONE:
+                    try:
+                        pending.append(chunks.get_nowait())
+                    except queue.Empty:
+                        break
+                done = pending[-1] is _DONE
+                text = "".join(item for item in pending if item is not _DONE)
+                if not text:
                     continue
                 if self.client_ttft_ms is None:
                     self.client_ttft_ms = (time.perf_counter() - started) * 1000
-                self.text += item
-                yield item
+                self.text += text
+                yield text
             result = outcome[0] if outcome else GenerationFailed("The generation ended without a result.")
             if isinstance(result, BaseException):
                 if isinstance(result, Phi3ovError):

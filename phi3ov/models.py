@@ -81,16 +81,11 @@ def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = N
 
 
 def _display_name(path: Path) -> str:
-    config = path / "config.json"
-    if config.exists():
-        try:
-            name = json.loads(config.read_text()).get("_name_or_path")
-            if name:
-                return str(name).rstrip("/").split("/")[-1]
-        except (OSError, ValueError):
-            pass
-    parts = [p for p in path.parts[-2:] if p not in ("/",)]
-    return "-".join(parts)
+    """The model's own name where the folder records one, else its last two path parts."""
+    name = _read_json(path / SIDECAR).get("name") or _read_json(path / "config.json").get("_name_or_path")
+    if isinstance(name, str) and name.strip("/"):
+        return name.rstrip("/").split("/")[-1]
+    return "-".join(p for p in path.parts[-2:] if p != "/")
 
 
 def bundled_gguf() -> Path:
