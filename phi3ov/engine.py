@@ -176,6 +176,9 @@ class Engine:
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Generate one token, so the first visitor does not wait for the device's first run."""
+
     def close(self) -> None:
         pass
 
@@ -257,6 +260,11 @@ class OpenVINOEngine(Engine):
     A subclass calls `_load(model, device, make_pipeline)` with a function that builds its pipeline
     (an LLMPipeline or a ContinuousBatchingPipeline) for the checked device, and implements `_runner`.
     """
+
+    def warm_up(self) -> None:
+        started = time.perf_counter()
+        list(self.chat([{"role": "user", "content": "Hi"}], GenerationOptions(max_new_tokens=1, temperature=0)))
+        log.info("Warmed up in %.2f s", time.perf_counter() - started)
 
     def _load(self, model: ModelRef, device: str, make_pipeline: Callable[[str], Any]) -> None:
         self.model = model

@@ -60,6 +60,7 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     from .ui import build_ui
 
     engine = engine or create_engine(settings)
+    engine.warm_up()
     if settings.context_length:  # --context-length caps the model's own context, never raises it
         engine.context_length = min(engine.context_length, settings.context_length)
     demo = build_ui(engine, settings)
