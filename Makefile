@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: run test test-fast bench lint format screenshots export-phi3 setup setup-test browser clean
 
 run: $(VENV)/.runtime  ## set up and open the chat on the default model
-	$(BIN)/python app.py $(ARGS)
+	$(BIN)/python app.py --open $(ARGS)
 
 test: $(VENV)/.test browser  ## everything: real model, real server, real browser, export
 	$(BIN)/ruff check phi3ov tests app.py

@@ -31,6 +31,8 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="Address to listen on (default 127.0.0.1: this machine only).")
     parser.add_argument("--port", type=int, help="Port (default 7860).")
     parser.add_argument("--share", action="store_true", default=None, help="Also open a temporary public gradio.live link.")
+    parser.add_argument("--open", dest="inbrowser", action="store_true", default=None,
+                        help="Open the chat in the web browser once it is ready (make run does).")
     parser.add_argument("--auth", help="USER:PASSWORD required to open the UI (recommended with --share).")
     parser.add_argument("--api-key", help="Key that API clients must send as a Bearer token (env PHI3OV_API_KEY).")
     parser.add_argument("--allow-no-api-key", action="store_true", default=None,
@@ -57,7 +59,8 @@ def settings_from(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
-        "base_url", "remote_model", "max_num_seqs", "kv_cache_gb", "context_length", "remote_api_key", "engine")}
+        "base_url", "remote_model", "inbrowser", "max_num_seqs", "kv_cache_gb", "context_length",
+        "remote_api_key", "engine")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config
 

@@ -75,6 +75,7 @@ def launch_kwargs(settings: ServerSettings, engine: Engine) -> dict[str, Any]:
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,
+        inbrowser=settings.inbrowser,
         auth=settings.auth,
         show_error=True,
         app_kwargs={"routes": api_routes(settings, engine)},

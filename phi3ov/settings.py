@@ -157,6 +157,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
+    inbrowser: bool = False  # open the chat in the web browser once it is ready
     auth: tuple[str, str] | None = None
     api_key: str | None = None
     allow_no_api_key: bool = False
