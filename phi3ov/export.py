@@ -41,7 +41,7 @@ from typing import TextIO
 
 from . import doctor
 from .errors import ExportFailed, ModelNotFound
-from .models import HUB_ID, is_complete
+from .models import HUB_ID, is_complete, read_json
 
 MARKER = "phi3ov_export.json"  # what was exported from where, with which options
 WEIGHT_FORMATS = ("int4", "int8", "fp16", "fp32", "nf4", "mxfp4")
@@ -273,20 +273,12 @@ def _group_size_misfit(model_source: str, options: ExportOptions) -> str | None:
 def _read_config(model_source: str) -> dict:
     path = Path(model_source) / "config.json"
     if path.exists():
-        return _read_json(path)
+        return read_json(path)
     try:
         from transformers import AutoConfig
 
         return AutoConfig.from_pretrained(model_source, trust_remote_code=True).to_dict()
     except Exception:  # noqa: BLE001 - the retry on InvalidGroupSizeError still covers this case
-        return {}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
         return {}
 
 
@@ -377,7 +369,7 @@ def verify_tokens_against_gguf(folder: Path, gguf: Path) -> None:
 
 
 def _read_marker(folder: Path) -> dict:
-    return _read_json(folder / MARKER)
+    return read_json(folder / MARKER)
 
 
 def _write_marker(folder: Path, source: str, options: ExportOptions, notes: list[str], seconds: float) -> None:

@@ -82,7 +82,7 @@ def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = N
 
 def _display_name(path: Path) -> str:
     """The model's own name where the folder records one, else its last two path parts."""
-    name = _read_json(path / SIDECAR).get("name") or _read_json(path / "config.json").get("_name_or_path")
+    name = read_json(path / SIDECAR).get("name") or read_json(path / "config.json").get("_name_or_path")
     if isinstance(name, str) and name.strip("/"):
         return name.rstrip("/").split("/")[-1]
     return "-".join(p for p in path.parts[-2:] if p != "/")
@@ -174,7 +174,7 @@ def read_info(folder: Path) -> ModelInfo:
         ("config.json", ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")),
         (SIDECAR, ("context_length",)),
     ):
-        data = _read_json(folder / fname)
+        data = read_json(folder / fname)
         for key in keys:
             if isinstance(data.get(key), int) and data[key] > 0:
                 context, source = data[key], f"{fname}:{key}"
@@ -183,7 +183,7 @@ def read_info(folder: Path) -> ModelInfo:
             break
     template = chat_template(folder)
     stops: list[str] = []
-    gen = _read_json(folder / "generation_config.json")
+    gen = read_json(folder / "generation_config.json")
     if gen:
         extra["generation_config"] = gen
     if "<|end|>" in (template or ""):
@@ -203,11 +203,12 @@ def chat_template(folder: Path) -> str | None:
     jinja = folder / "chat_template.jinja"
     if jinja.exists():
         return jinja.read_text()
-    template = _read_json(folder / "tokenizer_config.json").get("chat_template")
+    template = read_json(folder / "tokenizer_config.json").get("chat_template")
     return template if isinstance(template, str) else None
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}
