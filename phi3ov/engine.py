@@ -158,6 +158,10 @@ class Engine:
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
 
+    def count_text(self, text: str) -> int:
+        """Tokens in a piece of reply text (for live figures); exact where the engine has a tokenizer."""
+        return self.count_tokens([{"role": "assistant", "content": text}])
+
     def capped(self, options: GenerationOptions) -> GenerationOptions:
         """The options with max_new_tokens cut to half the context when it would not leave room for a prompt."""
         if options.max_new_tokens >= self.context_length:
@@ -300,8 +304,10 @@ class OpenVINOEngine(Engine):
         return self.tokenizer.apply_chat_template(self._history(messages), add_generation_prompt=True)
 
     def count_tokens(self, messages: list[Message]) -> int:
-        encoded = self.tokenizer.encode(self.prompt(messages), add_special_tokens=False)
-        return int(encoded.input_ids.shape[1])
+        return self.count_text(self.prompt(messages))
+
+    def count_text(self, text: str) -> int:
+        return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
 
     def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
         config = self._model_config()

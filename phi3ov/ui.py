@@ -31,6 +31,7 @@ from .settings import BOUNDS, EXAMPLES, SEED_MAX, GenerationOptions, ServerSetti
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 UPDATE_INTERVAL_S = 0.033
+LIVE_FIGURES_INTERVAL_S = 0.5
 PLACEHOLDER = "Type a message (Enter sends, Shift+Enter adds a line)"
 PRIVATE = dict(api_visibility="private")
 
@@ -89,7 +90,7 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     if notice:
         gr.Warning(notice)
     yield history, busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…")
-    answer, shown_at = "", 0.0
+    answer, shown_at, live = "", 0.0, LiveFigures(engine, reply)
     try:
         for chunk in reply:
             answer += chunk
@@ -97,7 +98,7 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
             # and the server's work per update does not take CPU from generation.
             if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
                 shown_at = time.monotonic()
-                yield [*history, {"role": "assistant", "content": answer}], busy_status("Generating…")
+                yield [*history, {"role": "assistant", "content": answer}], busy_status(live.update(answer))
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     finally:
@@ -107,6 +108,28 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     if session is not None and answer:
         session.generations[len(history)] = {"text": answer, "generation": generation_record(reply)}
     yield final, figures(reply)
+
+
+class LiveFigures:
+    """The status line while a reply streams: first token, tokens so far and speed, twice a second."""
+
+    def __init__(self, engine: Engine, reply: Reply):
+        self.engine, self.reply = engine, reply
+        self.first = time.monotonic()  # replaced by the first update, which comes with the first text
+        self.counted_at, self.text = 0.0, "Generating…"
+
+    def update(self, answer: str) -> str:
+        now = time.monotonic()
+        if not self.counted_at:
+            self.first = now
+        if now - self.counted_at >= LIVE_FIGURES_INTERVAL_S:
+            self.counted_at = now
+            tokens = self.engine.count_text(answer)
+            parts = ["Generating…", f"first token {self.reply.client_ttft_ms or 0:.0f} ms", f"{tokens} tokens"]
+            if now > self.first and tokens > 1:
+                parts.append(f"{(tokens - 1) / (now - self.first):.1f} tokens/s")
+            self.text = " · ".join(parts)
+        return self.text
 
 
 def generation_record(reply: Reply) -> dict[str, Any]:

@@ -230,6 +230,10 @@ def test_stop_keeps_the_partial_reply_and_the_next_message_works(open_chat):
     chat.page.wait_for_function(
         "() => { const b = document.querySelectorAll('[data-testid=\"bot\"]'); "
         "return b.length && b[b.length - 1].innerText.length > 150; }", timeout=60000)
+    # live figures while it streams: first token, tokens so far, speed
+    chat.page.wait_for_function(
+        "() => /Generating.*first token \\d+ ms.*\\d+ tokens.*tokens\\/s/.test("
+        "document.querySelector('#status').innerText)", timeout=10000)
     chat.page.locator("#stop").click()
     time.sleep(1.0)
     after_one_second = chat.bots()[-1]
