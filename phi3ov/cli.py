@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 
 from .errors import Phi3ovError
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
