@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from typing import Any
 
 from . import doctor, models
@@ -44,6 +45,20 @@ def check_api_key_policy(settings: ServerSettings) -> None:
             "it could use the model.",
             "Set one with --api-key KEY (env PHI3OV_API_KEY), or pass --allow-no-api-key "
             "(env PHI3OV_ALLOW_NO_API_KEY=1) to serve it open on purpose.")
+
+
+def port_in_use(settings: ServerSettings) -> BadOptions:
+    return BadOptions(f"Port {settings.port} on {settings.host} is already in use.",
+                      "Stop the other server, or pick another port with --port (env PHI3OV_PORT).")
+
+
+def check_port_free(settings: ServerSettings) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself will
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError:
+            raise port_in_use(settings) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -98,13 +113,13 @@ def serve(settings: ServerSettings, *, block: bool = True):
                     settings.host)
     if settings.share and not settings.auth:
         log.warning("--share without --auth: anyone with the link can use the chat. Add --auth USER:PASSWORD.")
+    check_port_free(settings)  # before loading a model, which can take a while
     demo, engine = build_app(settings)
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine))
     except OSError as err:
         if "port" in str(err).lower():
-            raise BadOptions(f"Port {settings.port} on {settings.host} is already in use.",
-                             "Stop the other server, or pick another port with --port (env PHI3OV_PORT).") from None
+            raise port_in_use(settings) from None
         raise
     local = f"http://{settings.host}:{settings.port}"
     if settings.share and not getattr(demo, "share_url", None):

@@ -107,6 +107,18 @@ def test_non_text_content_is_refused(client):
         chat(client, "What is in the picture?", history)
 
 
+def test_a_port_in_use_is_refused_at_once_with_what_to_do(server):
+    import subprocess
+    import sys
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "phi3ov.cli", "serve", "--port", str(server.port)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"Port {server.port}" in done.stderr and "--port" in done.stderr
+    assert time.perf_counter() - started < 10  # before any model is loaded
+
+
 def test_share_without_internet_keeps_serving_and_says_why(tmp_path):
     log = tmp_path / "share.log"
     with ServerProcess(["--share", "--api-key", "test-key"], log_path=log, env={"HF_HUB_OFFLINE": "1"}) as srv:
