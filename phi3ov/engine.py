@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ class Engine:
     def capped(self, options: GenerationOptions) -> GenerationOptions:
         """The options with max_new_tokens cut to half the context when it would not leave room for a prompt."""
         if options.max_new_tokens >= self.context_length:
-            options = GenerationOptions(**{**options.__dict__, "max_new_tokens": self.context_length // 2})
+            options = replace(options, max_new_tokens=self.context_length // 2)
         return options
 
     def prepare(self, messages: list[Message], options: GenerationOptions) -> Fitted:

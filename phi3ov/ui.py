@@ -132,6 +132,14 @@ class LiveFigures:
         return self.text
 
 
+def without_reply(history: list[dict]) -> list[dict]:
+    """A copy of the history without its trailing assistant message(s)."""
+    history = list(history)
+    while history and history[-1]["role"] == "assistant":
+        history.pop()
+    return history
+
+
 def generation_record(reply: Reply) -> dict[str, Any]:
     """What a saved chat keeps about one reply, so it can be generated again."""
     stats = reply.stats
@@ -248,9 +256,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
 
         def rewind(history: list[dict], sess: Session):
             """Drop the last reply so it can be generated again."""
-            history = list(history)
-            while history and history[-1]["role"] == "assistant":
-                history.pop()
+            history = without_reply(history)
             if not history:
                 gr.Warning("There is no message to answer again.")
                 return history, *idle
@@ -258,9 +264,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             return history, *working
 
         def undo_last(history: list[dict], sess: Session):
-            history = list(history)
-            while history and history[-1]["role"] == "assistant":
-                history.pop()
+            history = without_reply(history)
             text = conversation.text_of(history.pop()["content"]) if history else ""
             return history, text, ""
 
@@ -362,15 +366,13 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                  repetition_penalty: float = BOUNDS["repetition_penalty"].default,
                  seed: int | None = None) -> Iterator[list[dict]]:
             """Send `message` after `history` and stream the updated history (for gradio_client)."""
-            text = conversation.text_of(message) if not isinstance(message, str) else message
-            if not text.strip():
-                raise gr.Error("The message is empty: type a message first.", print_exception=False)
             try:
-                options = GenerationOptions.parse(
-                    max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                    repetition_penalty=repetition_penalty, seed=seed)
+                text = conversation.text_of(message)
+                options = options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
+            if not text.strip():
+                raise gr.Error("The message is empty: type a message first.", print_exception=False)
             history = [*(history or []), {"role": "user", "content": text}]
             for value, _status in stream_reply(engine, history, system_prompt, options):
                 yield value
