@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench lint format screenshots export-phi3 setup setup-test browser clean
+.PHONY: run test test-fast bench bench-peers peers lint format screenshots export-phi3 setup setup-test browser clean
 
 run: $(VENV)/.runtime  ## set up and open the chat on the default model
 	$(BIN)/python app.py --open $(ARGS)
@@ -26,6 +26,20 @@ test-fast: $(VENV)/.test  ## the tests that need no browser and no export
 
 bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 5 runs
 	$(BIN)/phi3ov bench $(ARGS)
+
+PEERS := .venv-peers
+# llama.cpp for side-by-side figures: built from source (no binary wheel on PyPI), ~9 minutes on 2 cores.
+# Its own environment, never part of `make test` or `make run`.
+peers: $(PEERS)/.built
+$(PEERS)/.built:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --disable-pip-version-check -q numpy typing-extensions diskcache jinja2
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PEERS)/bin/pip install --disable-pip-version-check -q --no-deps llama-cpp-python==0.3.36
+	touch $@
+
+bench-peers: $(VENV)/.export peers  ## phi3ov vs. raw openvino-genai vs. llama.cpp, bundled model and Phi-3-mini shape
+	$(BIN)/phi3ov bench --peers --runs 3 $(ARGS)
+	$(BIN)/phi3ov bench --peers --runs 3 --shape phi3-mini $(ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check phi3ov tests app.py
@@ -73,4 +87,4 @@ browser:  ## Debian's chromium for the browser tests (never `playwright install`
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache

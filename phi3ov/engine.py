@@ -316,6 +316,7 @@ class OpenVINOEngine(Engine):
         config.stop_strings = set(options.stop)
         config.include_stop_str_in_output = False
         config.repetition_penalty = options.repetition_penalty
+        config.ignore_eos = options.ignore_eos
         seed = options.seed if options.seed is not None else random.randint(0, SEED_MAX)
         if options.greedy:
             config.do_sample = False

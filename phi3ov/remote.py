@@ -108,6 +108,8 @@ class RemoteEngine(Engine):
             request["seed"] = options.seed
         if options.stop:
             request["stop"] = list(options.stop)
+        if options.ignore_eos:
+            request["extra_body"]["ignore_eos"] = True
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
             started = time.perf_counter()

@@ -78,6 +78,7 @@ class GenerationOptions:
     repetition_penalty: float = BOUNDS["repetition_penalty"].default
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks; vLLM's `ignore_eos`)
 
     @property
     def greedy(self) -> bool:
@@ -125,6 +126,11 @@ class GenerationOptions:
             if len(stop) > 4:
                 raise BadOptions("`stop` takes at most 4 strings.")
             out["stop"] = tuple(stop)
+        ignore_eos = values.get("ignore_eos")
+        if ignore_eos is not None:
+            if not isinstance(ignore_eos, bool):
+                raise BadOptions(f"`ignore_eos` must be true or false, got {ignore_eos!r}.")
+            out["ignore_eos"] = ignore_eos
         return cls(**out)
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import openai
 import pytest
+from bounded import Threads
 
 from phi3ov.process import ServerProcess
 
@@ -105,12 +105,9 @@ def test_streaming_equals_non_streaming_and_ends_with_usage(client, model):
 
 def test_eight_clients_at_once_get_their_own_replies(client, model, tokenizer):
     results: dict[str, tuple[str, float, float]] = {}
-    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, stream_text(client, model, p, 32)))
-               for p in PROMPTS]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    with Threads(timeout=180) as threads:
+        for prompt in PROMPTS:
+            threads.start(lambda p: results.__setitem__(p, stream_text(client, model, p, 32)), prompt)
     assert sorted(results) == sorted(PROMPTS), "every reply completes"
     starts = [s for _, s, _ in results.values()]
     ends = [e for _, _, e in results.values()]
@@ -136,12 +133,10 @@ def test_a_dropped_client_stops_only_its_reply(server, client, model):
                                              extra_body={"repetition_penalty": 1.0})
     pieces = [next(iter(dropped)) for _ in range(4)]
     assert pieces
-    others = [threading.Thread(target=keep, args=(p,)) for p in ("Write a poem about rain.", "Describe a cat.")]
-    for t in others:
-        t.start()
-    dropped.close()  # the client goes away mid-reply
-    for t in others:
-        t.join(timeout=120)
+    with Threads(timeout=180) as threads:
+        for prompt in ("Write a poem about rain.", "Describe a cat."):
+            threads.start(keep, prompt)
+        dropped.close()  # the client goes away mid-reply
     assert len(kept) == 2 and all(u.completion_tokens > 0 for u in kept.values()), "the others complete"
     deadline = time.monotonic() + 10
     while running(server) and time.monotonic() < deadline:

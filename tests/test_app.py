@@ -1,9 +1,9 @@
 """The real app, launched as a server on a free loopback port, used through gradio_client."""
 
-import threading
 import time
 
 import pytest
+from bounded import Threads
 from gradio_client import Client
 
 from phi3ov.process import ServerProcess
@@ -24,10 +24,15 @@ def client(server):
     return Client(server.url, verbose=False)
 
 
-def chat(client, message, history=(), **options):
+def chat(client, message, history=(), timeout=120, **options):
+    """Send one message through /chat; every streamed update and the final history, within `timeout`."""
     job = client.submit(message, list(history), SYSTEM, *{**GREEDY, **options}.values(), api_name="/chat")
-    updates = list(job)
-    return updates, job.result()  # raises the app's error, if any
+    try:
+        final = job.result(timeout=timeout)  # raises the app's error, if any
+    except TimeoutError:
+        job.cancel()
+        raise AssertionError(f"no reply from /chat within {timeout} s (status: {job.status().code})") from None
+    return job.outputs(), final
 
 
 def text(message):
@@ -56,11 +61,9 @@ def test_two_clients_at_once_keep_separate_histories(server):
         _, h2 = chat(c, "What did I just ask about?", h1)
         results[name] = h2
 
-    threads = [threading.Thread(target=talk, args=a) for a in (("Alice", "cats"), ("Bob", "volcanoes"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    with Threads(timeout=300) as threads:
+        for name, topic in (("Alice", "cats"), ("Bob", "volcanoes")):
+            threads.start(talk, name, topic)
     assert set(results) == {"Alice", "Bob"}
     for name, other in (("Alice", "Bob"), ("Bob", "Alice")):
         users = [text(m) for m in results[name] if m["role"] == "user"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from bounded import Threads
 
 from phi3ov.settings import GenerationOptions
 
@@ -46,15 +45,13 @@ def test_stopping_one_reply_leaves_the_others_running(batched):
     prompts = ["Name three colors.", "Write a haiku about the sea."]
     victim = batched.chat(ask("Tell me a very long story."), GenerationOptions(temperature=0, max_new_tokens=2000))
     others = {p: batched.chat(ask(p), options) for p in prompts}
-    threads = [threading.Thread(target=lambda r=r: list(r)) for r in others.values()]
     pieces = iter(victim)
     first = [next(pieces) for _ in range(3)]
-    for t in threads:
-        t.start()
-    victim.stop()
-    rest = list(pieces)
-    for t in threads:
-        t.join(timeout=120)
+    with Threads(timeout=180) as threads:
+        for reply in others.values():
+            threads.start(list, reply)
+        victim.stop()
+        rest = list(pieces)
     assert victim.finish_reason == "cancelled"
     assert victim.stats.output_tokens < 100 and victim.text == "".join(first + rest)
     for reply in others.values():  # completed; reply equality under batching is tested through the API

@@ -1,9 +1,9 @@
 """The engine with the real bundled model (SmolLM2-135M-Instruct through OpenVINO GenAI)."""
 
-import threading
 import time
 
 import pytest
+from bounded import Threads
 
 from phi3ov import conversation
 from phi3ov.errors import ContextOverflow, DeviceUnavailable, GenerationFailed
@@ -130,19 +130,17 @@ def test_sampling_with_a_seed_is_reproducible(engine):
 
 
 def test_requests_are_served_one_at_a_time_in_order(engine):
-    order, threads = [], []
+    order = []
 
     def run(i):
         reply = engine.chat(ask(f"Say the number {i}."), GenerationOptions(temperature=0, max_new_tokens=8))
         list(reply)
         order.append(i)
 
-    for i in range(3):
-        threads.append(threading.Thread(target=run, args=(i,)))
-        threads[-1].start()
-        time.sleep(0.05)
-    for t in threads:
-        t.join(60)
+    with Threads(timeout=120) as threads:
+        for i in range(3):
+            threads.start(run, i)
+            time.sleep(0.05)
     assert sorted(order) == [0, 1, 2]
 
 

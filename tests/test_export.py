@@ -309,7 +309,7 @@ def test_interrupted_export_leaves_no_half_written_folder(phi3_source, tmp_path)
 @pytest.mark.slow
 @pytest.mark.export
 def test_optimum_runtime_is_measured_on_an_export(smol_export):
-    from phi3ov.bench_optimum import measure_optimum
+    from phi3ov.bench.optimum import measure_optimum
     from phi3ov.models import bundled
 
     result, _ = smol_export

@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import BadOptions
-from .settings import DEFAULT_SYSTEM_PROMPT
+from ..errors import BadOptions
+from ..settings import DEFAULT_SYSTEM_PROMPT
 
 PROMPTS = [
     "Write a short story about a robot who learns to paint.",
@@ -89,7 +89,7 @@ def run_concurrency(model: str, device: str, levels: list[int], max_new_tokens: 
 
     import openai
 
-    from .process import ServerProcess
+    from ..process import ServerProcess
 
     logging.getLogger("openai").setLevel(logging.WARNING)  # no line per request
     args = ["--model", model, "--device", device, "--max-num-seqs", str(max(levels)), *(extra_args or [])]

@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .errors import ExportFailed, ModelNotServable
+from ..errors import ExportFailed, ModelNotServable
 
 OPTIMUM_FILES = ("config.json", "openvino_model.xml")
 

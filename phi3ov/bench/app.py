@@ -14,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .settings import DEFAULT_SYSTEM_PROMPT
+from ..settings import DEFAULT_SYSTEM_PROMPT
 
 PROMPT = "Write a short story about a robot who learns to paint."
 
@@ -28,6 +28,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Also measure optimum-intel OVModelForCausalLM.generate on the same folder.")
     parser.add_argument("--concurrency", metavar="N,N,...", help="Instead: N clients streaming at once through "
                         "the API vs. the same N requests one after another, for each N (e.g. 1,2,4,8).")
+    peers = parser.add_argument_group("peers (phi3ov vs. raw openvino-genai vs. llama.cpp on the same weights)")
+    peers.add_argument("--peers", action="store_true", help="Instead: compare with llama.cpp (needs `make peers`).")
+    peers.add_argument("--shape", choices=["bundled", "phi3-mini"], default="bundled",
+                       help="bundled: the bundled model and its own GGUF; phi3-mini: Phi-3-mini's widths with "
+                       "random weights, built locally as GGUF and OpenVINO exports of the same weights.")
+    peers.add_argument("--rounds", type=int, default=3, help="Interleaved rounds (default 3); --runs per round.")
+    peers.add_argument("--layers", type=int, default=4, help="Layers of the --shape model (default 4).")
+    peers.add_argument("--peer-folder", action="append", metavar="LABEL=FOLDER",
+                       help="Also measure raw openvino-genai on another export of the same model.")
 
 
 def _decode_rate(tokens: int, first: float, end: float) -> float:
@@ -37,8 +46,8 @@ def _decode_rate(tokens: int, first: float, end: float) -> float:
 def measure_raw(folder: Path, device: str, messages: list[dict], max_new_tokens: int, runs: int) -> dict:
     import openvino_genai as ov_genai
 
-    from .engine import default_properties
-    from .settings import default_cache_dir
+    from ..engine import default_properties
+    from ..settings import default_cache_dir
 
     pipe = ov_genai.LLMPipeline(str(folder), device, **default_properties(default_cache_dir()))
     config = pipe.get_generation_config()
@@ -71,7 +80,7 @@ def measure_app(model: str, device: str, messages: list[dict], max_new_tokens: i
     """Stream through the running app's `/chat` endpoint over Gradio's HTTP API (server-sent events)."""
     import httpx
 
-    from .process import ServerProcess
+    from ..process import ServerProcess
 
     payload = {"data": [messages[-1]["content"], [], messages[0]["content"], max_new_tokens, 0.0, 1.0, 0, 1.0, None]}
     with ServerProcess(["--model", model, "--device", device]) as server, httpx.Client(timeout=120) as http:
@@ -97,18 +106,22 @@ def measure_app(model: str, device: str, messages: list[dict], max_new_tokens: i
 
 
 def _text(message: dict) -> str:
-    from .conversation import text_of
+    from ..conversation import text_of
 
     return text_of(message.get("content")) if message.get("role") == "assistant" else ""
 
 
 def main(args: argparse.Namespace) -> int:
-    from . import models
+    from .. import models
 
+    if args.peers:
+        from .peers import main as peers_main
+
+        return peers_main(args)
     ref = models.resolve(args.model)
     device = args.device or "CPU"
     if args.concurrency:
-        from .bench_concurrency import main as concurrency_main
+        from .concurrency import main as concurrency_main
 
         return concurrency_main(args, ref.path, device)
     messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": args.prompt}]
@@ -124,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
     figures["app_vs_raw_tokens_per_s"] = round(app["tokens_per_s"] / raw["tokens_per_s"], 3)
     figures["app_added_ttft_ms"] = round(app["ttft_ms"] - raw["ttft_ms"], 1)
     if args.compare:
-        from .bench_optimum import measure_optimum
+        from .optimum import measure_optimum
 
         opt = measure_optimum(ref.path, messages, args.max_new_tokens, args.runs)
         figures["optimum_ttft_ms"] = round(opt["ttft_ms"], 1)

@@ -1,0 +1,259 @@
+"""`phi3ov bench --peers`: phi3ov against raw openvino-genai and llama.cpp, on the same weights.
+
+Every contender runs in a process of its own (so peak RSS is its own), in interleaved rounds
+(the order turns every round, so a noisy minute on a shared machine hits all of them), and is fed
+the same prompts as the same token ids (computed once here with the model's own tokenizer; the
+app's reported prompt-token count and llama.cpp's own tokenizer are checked against them). Every
+run is greedy and generates exactly `max_new_tokens` tokens (end of text ignored). A run's first
+token time is from the call to the first token; its decode speed is the rest of the tokens over
+the time after the first one. Each round a contender's first prompt warms it up, uncounted.
+
+Each run's prompt starts with its own number, so no engine serves it from a prefix cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadOptions, Phi3ovError
+from ..settings import DEFAULT_SYSTEM_PROMPT
+
+PEERS_VENV = Path(".venv-peers")
+USER_PROMPT = "Write a short story about a robot who learns to paint."
+WORKER_TIMEOUT_S = 1800
+
+
+class PeersMissing(Phi3ovError):
+    code = "peers_missing"
+
+
+@dataclass
+class Contender:
+    """One engine on one set of weights."""
+
+    engine: str  # what a reader compares: "phi3ov (app)", "openvino-genai", "llama.cpp"
+    format: str  # the weights as that engine sees them
+    kind: str  # "app", "openvino" or "llamacpp"
+    path: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one result per round
+
+
+def conversations(runs: int) -> list[list[dict[str, str]]]:
+    """The chats of one round: one to warm up, then `runs` timed ones, each with its own number."""
+    return [[{"role": "system", "content": f"Conversation {k}. {DEFAULT_SYSTEM_PROMPT}"},
+             {"role": "user", "content": USER_PROMPT}] for k in range(1, runs + 2)]
+
+
+def prompt_ids(folder: Path, chats: list[list[dict[str, str]]]) -> tuple[list[list[int]], str]:
+    """The token ids every engine is fed, and the first prompt's text (from the model's own template)."""
+    import openvino_genai as ov_genai
+
+    tokenizer = ov_genai.Tokenizer(str(folder))
+    texts = [tokenizer.apply_chat_template(ov_genai.ChatHistory(c), add_generation_prompt=True) for c in chats]
+    ids = [[int(i) for i in tokenizer.encode(t, add_special_tokens=False).input_ids.data[0]] for t in texts]
+    return ids, texts[0]
+
+
+def peers_python() -> Path:
+    python = Path(os.environ.get("PHI3OV_PEERS_PYTHON", PEERS_VENV / "bin" / "python"))
+    probe = subprocess.run([str(python), "-c", "import llama_cpp"], capture_output=True, text=True) \
+        if python.exists() else None
+    if probe is None or probe.returncode != 0:
+        raise PeersMissing(f"No llama.cpp to compare with: {python} cannot import llama_cpp.",
+                           "Run `make peers` once (it builds llama-cpp-python from source into .venv-peers, "
+                           "about 9 minutes on 2 cores), or set PHI3OV_PEERS_PYTHON to a Python that has it.")
+    return python
+
+
+def _worker(command: list[str], job: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(command, input=json.dumps(job), capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    if done.returncode != 0 or not done.stdout.strip():
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise Phi3ovError(f"A benchmark worker failed ({' '.join(command[-2:])}, exit {done.returncode}):\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def measure(contender: Contender, ids: list[list[int]], chats: list[list[dict]], text: str, n: int) -> dict:
+    if contender.kind == "llamacpp":
+        job = {"gguf": str(contender.path), "prompts": ids, "max_new_tokens": n, "threads": threads(), "text": text}
+        script = Path(__file__).with_name("peer_llamacpp.py")
+        return _worker([str(contender.options["python"]), str(script)], job)
+    if contender.kind == "openvino":
+        from ..engine import default_properties
+        from ..settings import default_cache_dir
+
+        props = {**default_properties(default_cache_dir()), **contender.options.get("properties", {})}
+        job = {"folder": str(contender.path), "prompts": ids, "max_new_tokens": n, "properties": props,
+               "pipeline": contender.options.get("pipeline", "llm")}
+        return _worker([sys.executable, "-m", "phi3ov.bench.peer_openvino"], job)
+    return measure_app(contender.path, contender.options.get("server_args", []), ids, chats, n)
+
+
+def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chats: list[list[dict]],
+                n: int) -> dict:
+    """Stream each chat through the app's own API as a client would (the server as `make run` starts it)."""
+    import logging
+
+    import openai
+
+    from ..process import ServerProcess
+
+    logging.getLogger("openai").setLevel(logging.WARNING)
+    ttfts, rates, prompt_tokens = [], [], []
+    with ServerProcess(["--model", str(folder), *server_args]) as server, \
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600) as client:
+        model = client.models.list().data[0].id
+        for i, chat in enumerate(chats):
+            started = time.perf_counter()
+            first = last = 0.0
+            usage = None
+            stream = client.chat.completions.create(
+                model=model, messages=chat, max_tokens=n, temperature=0, stream=True,
+                stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0})
+            for event in stream:
+                if event.choices and event.choices[0].delta.content:
+                    last = time.perf_counter()
+                    first = first or last
+                usage = event.usage or usage
+            if i:
+                tokens = usage.completion_tokens if usage else 0
+                ttfts.append((first - started) * 1000)
+                rates.append((tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0)
+            prompt_tokens.append(usage.prompt_tokens if usage else -1)
+        peak = _peak_rss_mb(server.proc.pid)
+    return {"ttft_ms": ttfts, "decode_tokens_per_s": rates, "peak_rss_mb": peak,
+            "prompt_tokens_agree": prompt_tokens == [len(x) for x in ids]}
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(contenders: list[Contender], folder_for_ids: Path, n: int, runs: int, rounds: int,
+        log=print) -> dict[str, Any]:
+    chats = conversations(runs)
+    ids, text = prompt_ids(folder_for_ids, chats)
+    for r in range(rounds):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        for contender in order:
+            log(f"round {r + 1}/{rounds}: {contender.engine} · {contender.format}")
+            contender.runs.append(measure(contender, ids, chats, text, n))
+    return summarize(contenders, ids, n, runs, rounds)
+
+
+def summarize(contenders: list[Contender], ids: list[list[int]], n: int, runs: int, rounds: int) -> dict:
+    rows = []
+    for c in contenders:
+        ttfts = [v for result in c.runs for v in result["ttft_ms"]]
+        rates = [v for result in c.runs for v in result["decode_tokens_per_s"]]
+        row = {"engine": c.engine, "format": c.format, "decode_tokens_per_s": round(statistics.median(rates), 1),
+               "ttft_ms": round(statistics.median(ttfts), 1),
+               "peak_rss_mb": round(max(result["peak_rss_mb"] for result in c.runs), 0)}
+        checks = [result.get(k) for result in c.runs for k in ("tokenizer_agrees", "prompt_tokens_agree")]
+        checks = [x for x in checks if x is not None]
+        row["prompt_ids_checked"] = all(checks) if checks else None
+        rows.append(row)
+    base = next((r for r in rows if r["engine"].startswith("llama.cpp")), None)
+    for row in rows:
+        row["decode_vs_llamacpp"] = round(row["decode_tokens_per_s"] / base["decode_tokens_per_s"], 2) if base else None
+        row["ttft_vs_llamacpp"] = round(row["ttft_ms"] / base["ttft_ms"], 2) if base else None
+        row["rss_vs_llamacpp"] = round(row["peak_rss_mb"] / base["peak_rss_mb"], 2) if base else None
+    return {"prompt_tokens": len(ids[0]), "max_new_tokens": n, "runs": runs, "rounds": rounds,
+            "threads": threads(), "peers": rows}
+
+
+def table(figures: dict, title: str) -> str:
+    lines = [f"{title}: {figures['prompt_tokens']}-token prompt, {figures['max_new_tokens']} greedy tokens, "
+             f"medians of {figures['rounds']} interleaved rounds x {figures['runs']} runs, {figures['threads']} threads",
+             f"{'engine':<26} {'format':<38} {'decode t/s':>10} {'x llama':>7} {'1st token':>10} {'x llama':>7} "
+             f"{'peak RSS':>9} {'x llama':>7}"]
+    for r in figures["peers"]:
+        lines.append(f"{r['engine']:<26} {r['format']:<38} {r['decode_tokens_per_s']:>10.1f} "
+                     f"{r['decode_vs_llamacpp'] or 0:>7.2f} {r['ttft_ms']:>8.0f}ms {r['ttft_vs_llamacpp'] or 0:>7.2f} "
+                     f"{r['peak_rss_mb']:>7.0f}MB {r['rss_vs_llamacpp'] or 0:>7.2f}")
+    unchecked = [r["engine"] for r in figures["peers"] if r["prompt_ids_checked"] is False]
+    lines.append("prompt token ids: " + (f"MISMATCH for {', '.join(unchecked)}" if unchecked else
+                                         "identical for every engine (checked)"))
+    return "\n".join(lines)
+
+
+def weight_format(folder: Path) -> str:
+    """The weights of an OpenVINO IR by element type, as shares of all weight elements: "u4 78% · u8 22%"."""
+    import math
+    import xml.etree.ElementTree as ET
+
+    counts: dict[str, int] = {}
+    for layer in ET.parse(folder / "openvino_model.xml").getroot().iter("layer"):
+        data = layer.find("data")
+        if layer.get("type") != "Const" or data is None or not data.get("shape"):
+            continue
+        size = math.prod(int(d) for d in data.get("shape").split(",") if d.strip())
+        if size >= 4096:  # weights, not scales of small tensors
+            counts[data.get("element_type", "?")] = counts.get(data.get("element_type", "?"), 0) + size
+    total = sum(counts.values()) or 1
+    parts = sorted(counts.items(), key=lambda kv: -kv[1])
+    return "OpenVINO " + " · ".join(f"{t} {100 * c / total:.0f}%" for t, c in parts if c / total >= 0.01)
+
+
+def bundled_contenders(python: Path, extra: list[str]) -> tuple[list[Contender], Path]:
+    from .. import models
+
+    served = models.bundled()  # what `make run` serves on a fresh machine
+    gguf = models.bundled_gguf()
+    label = weight_format(served.path)
+    contenders = [
+        Contender("phi3ov (through the app)", label, "app", served.path),
+        Contender("openvino-genai LLMPipeline", label, "openvino", served.path),
+        Contender("llama.cpp", f"GGUF {gguf.stem.split('.')[-1]}", "llamacpp", gguf, {"python": python}),
+    ]
+    for item in extra:
+        name, _, path = item.partition("=")
+        if not path:
+            raise BadOptions(f"--peer-folder takes LABEL=FOLDER, got {item!r}.")
+        contenders.append(Contender("openvino-genai LLMPipeline", name, "openvino", Path(path)))
+    return contenders, served.path
+
+
+def shape_contenders(shape: str, python: Path, layers: int, log=print) -> tuple[list[Contender], Path]:
+    from ..settings import default_cache_dir
+    from .shapes import build
+
+    built = build(shape, default_cache_dir() / "shapes", layers=layers, log=log)
+    return [
+        Contender("phi3ov (through the app)", "OpenVINO int4 (all layers)", "app", built["ov-int4"]),
+        Contender("openvino-genai LLMPipeline", "OpenVINO int4 (all layers)", "openvino", built["ov-int4"]),
+        Contender("openvino-genai LLMPipeline", "OpenVINO seed flags (ratio 0.6)", "openvino", built["ov-seed"]),
+        Contender("llama.cpp", "GGUF Q4_K_M", "llamacpp", built["Q4_K_M"], {"python": python}),
+        Contender("llama.cpp", "GGUF Q4_0", "llamacpp", built["Q4_0"], {"python": python}),
+    ], built["ov-int4"]
+
+
+def main(args: Any) -> int:
+    python = peers_python()
+    log = (lambda *_: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.shape == "bundled":
+        contenders, folder = bundled_contenders(python, args.peer_folder or [])
+        title = "bundled SmolLM2-135M-Instruct (its own GGUF)"
+    else:
+        contenders, folder = shape_contenders(args.shape, python, args.layers, log)
+        title = f"{args.shape} shape, {args.layers} layers, random weights"
+    figures = run(contenders, folder, args.max_new_tokens, args.runs, args.rounds, log)
+    figures["shape"] = args.shape
+    print(json.dumps(figures) if args.json else table(figures, title))
+    return 0
