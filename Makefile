@@ -37,7 +37,11 @@ $(PEERS)/.built:
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PEERS)/bin/pip install --disable-pip-version-check -q --no-deps llama-cpp-python==0.3.36
 	touch $@
 
-bench-peers: $(VENV)/.export peers  ## phi3ov vs. raw openvino-genai vs. llama.cpp, bundled model and Phi-3-mini shape
+$(VENV)/.bench: $(VENV)/.export pyproject.toml constraints.txt
+	$(PIP) -e '.[export,bench]'
+	touch $@
+
+bench-peers: $(VENV)/.bench peers  ## phi3ov vs. raw openvino-genai vs. llama.cpp, bundled model and Phi-3-mini shape
 	$(BIN)/phi3ov bench --peers --runs 3 $(ARGS)
 	$(BIN)/phi3ov bench --peers --runs 3 --shape phi3-mini $(ARGS)
 

@@ -8,7 +8,8 @@ Requests are validated with the same ranges as the UI's sliders (settings.BOUNDS
 GenerationOptions.parse without clamping); errors come back in OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}` with the status of the domain error.
 Besides OpenAI's parameters, `top_k`, `repetition_penalty` and `ignore_eos` are accepted (as
-OVMS and vLLM do); other OpenAI parameters that do not change a reply here (user, logit_bias...) are ignored.
+OVMS and vLLM do), and `prompt_lookup` (false: no lookup for this reply, where the server runs
+with --prompt-lookup); other OpenAI parameters that do not change a reply here (user, logit_bias...) are ignored.
 Defaults are the app's own (settings.BOUNDS), not OpenAI's.
 
 Unlike the chat UI, the API never leaves old messages out silently: a conversation that does
@@ -37,7 +38,8 @@ from .settings import GenerationOptions, ServerSettings
 
 # GenerationOptions field -> the API parameter that sets it
 API_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
-              "repetition_penalty": "repetition_penalty", "seed": "seed", "stop": "stop", "ignore_eos": "ignore_eos"}
+              "repetition_penalty": "repetition_penalty", "seed": "seed", "stop": "stop", "ignore_eos": "ignore_eos",
+              "prompt_lookup": "prompt_lookup"}
 UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "response_format", "audio", "prediction")
 
 
@@ -63,6 +65,7 @@ class ChatCompletionRequest(BaseModel):
     seed: Any = None
     stop: Any = None
     ignore_eos: Any = None
+    prompt_lookup: Any = None
     n: int | None = None
 
 
@@ -91,7 +94,7 @@ def parse_options(req: ChatCompletionRequest) -> GenerationOptions:
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     values = {"max_new_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p,
               "top_k": req.top_k, "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
-              "ignore_eos": req.ignore_eos}
+              "ignore_eos": req.ignore_eos, "prompt_lookup": req.prompt_lookup}
     for name, value in values.items():
         try:
             GenerationOptions.parse(**{name: value})

@@ -56,12 +56,16 @@ class BatchedEngine(OpenVINOEngine):
     """OpenVINO GenAI in this process: up to `max_num_seqs` replies generated together."""
 
     def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float = 2.0,
-                 properties: dict[str, str] | None = None, cache_dir: Path | None = None):
+                 properties: dict[str, str] | None = None, cache_dir: Path | None = None,
+                 prompt_lookup: bool = False):
         import openvino_genai as ov_genai
 
         from .settings import default_cache_dir
 
         props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        self.prompt_lookup = prompt_lookup
+        if prompt_lookup:
+            props = {**props, "prompt_lookup": True}
         scheduler = ov_genai.SchedulerConfig()
         scheduler.cache_size = max(1, math.ceil(kv_cache_gb))  # GB, allocated as requests need it
         scheduler.max_num_seqs = max_num_seqs
@@ -85,11 +89,16 @@ class BatchedEngine(OpenVINOEngine):
         self._active: dict[int, _Request] = {}
         self._ids = itertools.count()
         self._closed = False
+        self._stepping = threading.Lock()  # held by the driver around each step; see exclusive()
         self._driver = threading.Thread(target=self._drive, name="phi3ov-batching", daemon=True)
         self._driver.start()
 
     def _model_config(self) -> Any:
         return self.pipeline.get_config()
+
+    def exclusive(self) -> threading.Lock:
+        """`with engine.exclusive():` the driver makes no step meanwhile (to drive the pipeline directly)."""
+        return self._stepping
 
     @property
     def running(self) -> int:
@@ -158,23 +167,27 @@ class BatchedEngine(OpenVINOEngine):
                 if self._closed:
                     break
                 new, self._pending = self._pending, []
-            for request in new:
-                try:
-                    request.handle = self.pipeline.add_request(next(self._ids), request.input_ids, request.config)
-                except Exception as err:  # noqa: BLE001 - this request fails, the others go on
-                    request.out.put(GenerationFailed(f"The request was refused by the pipeline: {err}"))
-                    continue
-                self._active[id(request)] = request
-            try:
-                self._step()
-            except Exception as err:  # noqa: BLE001 - every running reply learns of it
-                log.exception("Continuous batching step failed")
-                failure = GenerationFailed(f"Generation failed: {type(err).__name__}: {err}",
-                                           "The text so far is kept; try again.")
-                for request in self._active.values():
-                    request.out.put(failure)
-                self._active.clear()
+            with self._stepping:
+                self._admit_and_step(new)
         self._shutdown()
+
+    def _admit_and_step(self, new: list[_Request]) -> None:
+        for request in new:
+            try:
+                request.handle = self.pipeline.add_request(next(self._ids), request.input_ids, request.config)
+            except Exception as err:  # noqa: BLE001 - this request fails, the others go on
+                request.out.put(GenerationFailed(f"The request was refused by the pipeline: {err}"))
+                continue
+            self._active[id(request)] = request
+        try:
+            self._step()
+        except Exception as err:  # noqa: BLE001 - every running reply learns of it
+            log.exception("Continuous batching step failed")
+            failure = GenerationFailed(f"Generation failed: {type(err).__name__}: {err}",
+                                       "The text so far is kept; try again.")
+            for request in self._active.values():
+                request.out.put(failure)
+            self._active.clear()
 
     def _step(self) -> None:
         import openvino_genai as ov_genai

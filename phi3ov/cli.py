@@ -1,4 +1,4 @@
-"""`phi3ov serve | chat | bench | export | download | doctor`.
+"""`phi3ov serve | chat | bench | compare | export | download | doctor`.
 
 Flags are read here, at the edge, and turned into settings; each command then calls the
 package. Heavy modules (openvino_genai, gradio, optimum) are imported inside the commands so
@@ -45,6 +45,10 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "(env PHI3OV_ENGINE).")
     parser.add_argument("--ov-config", action="append", metavar="KEY=VALUE", help="An OpenVINO property for the "
                         "pipeline, e.g. INFERENCE_PRECISION_HINT=f32; repeatable (env PHI3OV_OV_CONFIG, comma-separated).")
+    parser.add_argument("--prompt-lookup", action="store_true", default=None,
+                        help="Prompt-lookup decoding: propose tokens copied from the chat and check them in one "
+                        "step; much faster for replies that repeat the input (editing code, summaries) "
+                        "(env PHI3OV_PROMPT_LOOKUP=1).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
     parser.add_argument("--kv-cache-gb", type=float, help="KV cache size for continuous batching in GB (default 2).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
@@ -57,7 +61,7 @@ def settings_from(args: argparse.Namespace):
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "kv_cache_gb", "context_length",
-        "remote_api_key", "engine")}
+        "remote_api_key", "engine", "prompt_lookup")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config
 
@@ -109,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_args(bench)
     bench.set_defaults(func=cmd_bench)
+
+    compare = sub.add_parser("compare", help="Compare exports of one model: size, speed, perplexity, agreement.")
+    from .bench import compare as compare_module
+
+    compare_module.add_args(compare)
+    compare.set_defaults(func=compare_module.main)
 
     from . import doctor, export
 

@@ -37,6 +37,8 @@ from .settings import SEED_MAX, GenerationOptions
 log = logging.getLogger(__name__)
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+PROMPT_LOOKUP_TOKENS = 5  # candidate tokens copied from the chat per step (measured: docs/performance.md)
+PROMPT_LOOKUP_NGRAM = 3  # the longest n-gram matched to find them
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Engine:
     name: str = "model"
     device: str = "CPU"
     context_length: int = 4096
+    prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
 
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
@@ -317,6 +320,11 @@ class OpenVINOEngine(Engine):
         config.include_stop_str_in_output = False
         config.repetition_penalty = options.repetition_penalty
         config.ignore_eos = options.ignore_eos
+        if self.prompt_lookup:
+            # A prompt-lookup pipeline needs both on every request: "off" proposes at most one token.
+            on = options.prompt_lookup
+            config.num_assistant_tokens, config.max_ngram_size = (PROMPT_LOOKUP_TOKENS, PROMPT_LOOKUP_NGRAM) if on \
+                else (1, 1)
         seed = options.seed if options.seed is not None else random.randint(0, SEED_MAX)
         if options.greedy:
             config.do_sample = False
@@ -333,10 +341,13 @@ class LocalEngine(OpenVINOEngine):
     """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
 
     def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, prompt_lookup: bool = False):
         from .settings import default_cache_dir
 
         props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        self.prompt_lookup = prompt_lookup
+        if prompt_lookup:
+            props = {**props, "prompt_lookup": True}
         self._load(model, device, lambda dev: get_pipeline(model.path, dev, props))
         self._lock = FairLock()
 

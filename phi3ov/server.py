@@ -28,11 +28,11 @@ def create_engine(settings: ServerSettings) -> Engine:
     doctor.diagnose(ref.path).raise_if_not_servable()  # every folder served has passed doctor
     properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
     if settings.engine == "single":
-        return LocalEngine(ref, settings.device, properties=properties)
+        return LocalEngine(ref, settings.device, properties=properties, prompt_lookup=settings.prompt_lookup)
     from .batching import BatchedEngine
 
     return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
-                         properties=properties)
+                         properties=properties, prompt_lookup=settings.prompt_lookup)
 
 
 def check_api_key_policy(settings: ServerSettings) -> None:

@@ -79,6 +79,7 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks; vLLM's `ignore_eos`)
+    prompt_lookup: bool = True  # where the server runs with --prompt-lookup: propose tokens copied from the chat
 
     @property
     def greedy(self) -> bool:
@@ -126,11 +127,12 @@ class GenerationOptions:
             if len(stop) > 4:
                 raise BadOptions("`stop` takes at most 4 strings.")
             out["stop"] = tuple(stop)
-        ignore_eos = values.get("ignore_eos")
-        if ignore_eos is not None:
-            if not isinstance(ignore_eos, bool):
-                raise BadOptions(f"`ignore_eos` must be true or false, got {ignore_eos!r}.")
-            out["ignore_eos"] = ignore_eos
+        for name in ("ignore_eos", "prompt_lookup"):
+            flag = values.get(name)
+            if flag is not None:
+                if not isinstance(flag, bool):
+                    raise BadOptions(f"`{name}` must be true or false, got {flag!r}.")
+                out[name] = flag
         return cls(**out)
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,6 +177,7 @@ class ServerSettings:
     engine: str = "batched"  # "batched" (ContinuousBatchingPipeline) or "single" (LLMPipeline, one at a time)
     ov_config: tuple[tuple[str, str], ...] = ()  # OpenVINO properties over the defaults, e.g. INFERENCE_PRECISION_HINT=f32
     max_num_seqs: int = 8
+    prompt_lookup: bool = False  # prompt-lookup decoding: faster replies that repeat text of the chat
     kv_cache_gb: float = 2.0
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -197,6 +200,7 @@ class ServerSettings:
         if env.get("PHI3OV_PORT") or env.get("PORT"):
             values["port"] = int(env.get("PHI3OV_PORT") or env["PORT"])
         values["share"] = _env_bool("PHI3OV_SHARE")
+        values["prompt_lookup"] = _env_bool("PHI3OV_PROMPT_LOOKUP")
         if env.get("PHI3OV_AUTH"):
             values["auth"] = parse_auth(env["PHI3OV_AUTH"])
         if env.get("PHI3OV_API_KEY"):

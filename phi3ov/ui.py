@@ -12,6 +12,7 @@ within a token, the partial reply stays. Saving and loading go through transcrip
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import shutil
@@ -58,10 +59,12 @@ class Session:
         return entry["generation"] if entry and entry["text"] == text else None
 
 
-def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed) -> GenerationOptions:
+def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed,
+                 prompt_lookup: bool = True) -> GenerationOptions:
     return GenerationOptions.parse(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
         repetition_penalty=repetition_penalty, seed=None if seed in (None, "") else seed,
+        prompt_lookup=bool(prompt_lookup),
     )
 
 
@@ -211,7 +214,12 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             seed = gr.Textbox("", label="Seed", placeholder="random", max_lines=1, elem_id="seed",
                               info=f"A whole number from 0 to {SEED_MAX} repeats a reply; empty: a new random "
                               "seed each reply (the figures show the seed used).")
-        generation_inputs = [system_prompt, *sliders, seed]
+            lookup = gr.Checkbox(
+                engine.prompt_lookup, label="Prompt lookup", elem_id="prompt-lookup", interactive=engine.prompt_lookup,
+                info="Copies likely tokens from the chat and checks several at once: much faster when the reply "
+                "repeats the input (editing code, summaries), the same text when greedy. "
+                + ("" if engine.prompt_lookup else "Start the server with --prompt-lookup to use it."))
+        generation_inputs = [system_prompt, *sliders, seed, lookup]
         working, idle = (gr.update(visible=False), gr.update(visible=True)), (gr.update(visible=True),
                                                                                gr.update(visible=False))
 
@@ -281,7 +289,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             return [*history, {"role": "user", "content": text}], *working
 
         def save_chat(history: list[dict], system: str, *values: Any):
-            *numbers, seed_value, sess = values
+            *numbers, sess = values
             if not history:
                 raise gr.Error("The chat is empty: there is nothing to save yet.", title="Nothing to save",
                                print_exception=False)
@@ -293,7 +301,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                     entry["generation"] = generation
                 messages.append(entry)
             try:
-                chat_settings = options_from(*numbers, seed_value).as_dict()
+                chat_settings = options_from(*numbers).as_dict()
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
             saved = transcript.Transcript(messages, system or "", chat_settings, model_info)
@@ -364,11 +372,15 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                  temperature: float = BOUNDS["temperature"].default, top_p: float = BOUNDS["top_p"].default,
                  top_k: float = BOUNDS["top_k"].default,
                  repetition_penalty: float = BOUNDS["repetition_penalty"].default,
-                 seed: int | None = None) -> Iterator[list[dict]]:
-            """Send `message` after `history` and stream the updated history (for gradio_client)."""
+                 seed: int | None = None, ignore_eos: bool = False) -> Iterator[list[dict]]:
+            """Send `message` after `history` and stream the updated history (for gradio_client).
+
+            `ignore_eos` generates exactly max_new_tokens tokens (for benchmarks)."""
             try:
                 text = conversation.text_of(message)
                 options = options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
+                if ignore_eos is True:
+                    options = dataclasses.replace(options, ignore_eos=True)
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
             if not text.strip():

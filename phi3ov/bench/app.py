@@ -1,9 +1,19 @@
-"""`phi3ov bench`: speed figures, medians of several runs, against a baseline in the same run.
+"""`phi3ov bench`: one user, layer by layer, from the bare pipeline to the browser's endpoint.
 
-Baseline ("raw"): a bare `openvino_genai.LLMPipeline.generate` with a streamer callback,
-timed from the call to the first streamed text and over the rest of the decode.
-App: the same prompt and settings streamed by a client through the running app (a server
-child process on loopback, its `/chat` endpoint over Gradio's HTTP API with server-sent events).
+Every layer gets the same greedy prompts and generates exactly `--max-new-tokens` tokens, in
+interleaved runs (run i of every layer, then run i+1 of every layer), and reports the median
+first-token time and decode speed. The differences between neighbouring layers are the
+breakdown of what the app adds:
+
+    LLMPipeline            a bare openvino_genai.LLMPipeline.generate with a text streamer
+    batching pipeline      the ContinuousBatchingPipeline alone (add_request / step / read)
+    engine                 phi3ov's engine in this process: fit to context, template, tokenize,
+                           driver thread, detokenize, queue to the consumer (what the server runs)
+    API (HTTP + SSE)       the same through a launched server's /v1/chat/completions
+    chat UI (Gradio)       the same through the server's /chat endpoint over Gradio's queue and
+                           server-sent events (what the browser's chat uses)
+
+Each run's system prompt starts with its own number, so no layer serves a prompt from a prefix cache.
 """
 
 from __future__ import annotations
@@ -12,7 +22,9 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..settings import DEFAULT_SYSTEM_PROMPT
 
@@ -28,6 +40,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Also measure optimum-intel OVModelForCausalLM.generate on the same folder.")
     parser.add_argument("--concurrency", metavar="N,N,...", help="Instead: N clients streaming at once through "
                         "the API vs. the same N requests one after another, for each N (e.g. 1,2,4,8).")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="Pass ARG to the server (and the in-process engine) under test, e.g. --server-arg=--engine=single.")
     peers = parser.add_argument_group("peers (phi3ov vs. raw openvino-genai vs. llama.cpp on the same weights)")
     peers.add_argument("--peers", action="store_true", help="Instead: compare with llama.cpp (needs `make peers`).")
     peers.add_argument("--shape", choices=["bundled", "phi3-mini"], default="bundled",
@@ -39,81 +53,158 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        help="Also measure raw openvino-genai on another export of the same model.")
 
 
-def _decode_rate(tokens: int, first: float, end: float) -> float:
-    return (tokens - 1) / (end - first) if tokens > 1 and end > first else 0.0
+class Timer:
+    """First-text and last-text times of one streamed run."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first = self.last = 0.0
+
+    def text(self) -> None:
+        self.last = time.perf_counter()
+        self.first = self.first or self.last
+
+    def figures(self, tokens: int) -> tuple[float, float]:
+        decode = (tokens - 1) / (self.last - self.first) if tokens > 1 and self.last > self.first else 0.0
+        return (self.first - self.started) * 1000, decode
 
 
-def measure_raw(folder: Path, device: str, messages: list[dict], max_new_tokens: int, runs: int) -> dict:
+Layer = Callable[[list[dict], int], tuple[float, float]]  # (messages, max_new_tokens) -> (ttft ms, tokens/s)
+
+
+def llm_layer(folder: Path, device: str, properties: dict) -> Layer:
     import openvino_genai as ov_genai
 
-    from ..engine import default_properties
-    from ..settings import default_cache_dir
+    pipe = ov_genai.LLMPipeline(str(folder), device, **properties)
 
-    pipe = ov_genai.LLMPipeline(str(folder), device, **default_properties(default_cache_dir()))
-    config = pipe.get_generation_config()
-    config.max_new_tokens = max_new_tokens
-    config.do_sample = False
-    ttfts, rates, texts = [], [], []
-    for i in range(runs + 1):  # the first run warms up and is not counted
-        first: list[float] = []
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        config = pipe.get_generation_config()
+        config.max_new_tokens, config.do_sample, config.ignore_eos = n, False, True
+        timer = Timer()
 
-        def streamer(_text: str, first: list[float] = first) -> ov_genai.StreamingStatus:
-            if not first:
-                first.append(time.perf_counter())
+        def streamer(_text: str) -> ov_genai.StreamingStatus:
+            timer.text()
             return ov_genai.StreamingStatus.RUNNING
 
-        start = time.perf_counter()
         result = pipe.generate(ov_genai.ChatHistory(messages), config, streamer)
-        end = time.perf_counter()
-        tokens = result.perf_metrics.get_num_generated_tokens()
-        if i:
-            ttfts.append((first[0] - start) * 1000)
-            rates.append(_decode_rate(tokens, first[0], end))
-            texts.append(result.texts[0])
-    del pipe
-    return {"ttft_ms": statistics.median(ttfts), "tokens_per_s": statistics.median(rates),
-            "tokens": tokens, "text": texts[-1]}
+        return timer.figures(int(result.perf_metrics.get_num_generated_tokens()))
+
+    return run
 
 
-def measure_app(model: str, device: str, messages: list[dict], max_new_tokens: int, runs: int,
-                tokens: int) -> dict:
-    """Stream through the running app's `/chat` endpoint over Gradio's HTTP API (server-sent events)."""
+def batching_layer(engine: Any) -> Layer:
+    """The engine's own ContinuousBatchingPipeline, driven directly (the engine is idle meanwhile)."""
+
+    numbers = iter(range(10**6, 10**9))
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        ids = engine.tokenizer.encode(engine.prompt(messages), add_special_tokens=False).input_ids
+        config = engine.pipeline.get_config()
+        config.max_new_tokens, config.do_sample, config.ignore_eos = n, False, True
+        pipe, timer, tokens = engine.pipeline, Timer(), 0
+        with engine.exclusive():
+            handle = pipe.add_request(next(numbers), ids, config)
+            while pipe.has_non_finished_requests() or handle.can_read():
+                if pipe.has_non_finished_requests():
+                    pipe.step()
+                if handle.can_read():
+                    for output in handle.read().values():
+                        if output.generated_ids:
+                            timer.text()
+                            tokens += len(output.generated_ids)
+        return timer.figures(tokens)
+
+    return run
+
+
+def engine_layer(engine: Any) -> Layer:
+    from ..settings import GenerationOptions
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        timer = Timer()
+        reply = engine.chat(messages, GenerationOptions(max_new_tokens=n, temperature=0, repetition_penalty=1.0,
+                                                        ignore_eos=True))
+        for _chunk in reply:
+            timer.text()
+        return timer.figures(reply.stats.output_tokens)
+
+    return run
+
+
+def api_layer(url: str) -> Layer:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=600)
+    model = client.models.list().data[0].id
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        timer, tokens = Timer(), 0
+        for event in client.chat.completions.create(
+                model=model, messages=messages, max_tokens=n, temperature=0, stream=True,
+                stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0}):
+            if event.choices and event.choices[0].delta.content:
+                timer.text()
+            if event.usage:
+                tokens = event.usage.completion_tokens
+        return timer.figures(tokens)
+
+    return run
+
+
+def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
+    # The reply's length is counted from its text with the model's tokenizer (exact for these prompts).
+    """The /chat endpoint over Gradio's HTTP API with server-sent events, as the page's JS client uses it."""
     import httpx
 
-    from ..process import ServerProcess
-
-    payload = {"data": [messages[-1]["content"], [], messages[0]["content"], max_new_tokens, 0.0, 1.0, 0, 1.0, None]}
-    with ServerProcess(["--model", model, "--device", device]) as server, httpx.Client(timeout=120) as http:
-        url = f"{server.url}/gradio_api/call/chat"
-        ttfts, rates, text = [], [], ""
-        for i in range(runs + 1):
-            start = time.perf_counter()
-            first = None
-            event_id = http.post(url, json=payload).raise_for_status().json()["event_id"]
-            with http.stream("GET", f"{url}/{event_id}") as events:
-                for line in events.iter_lines():
-                    if not line.startswith("data:") or line == "data: null":
-                        continue
-                    history = json.loads(line[5:])[0]
-                    if history and _text(history[-1]):
-                        first = first or time.perf_counter()
-                        text = _text(history[-1])
-            end = time.perf_counter()
-            if i and first is not None:
-                ttfts.append((first - start) * 1000)
-                rates.append(_decode_rate(tokens, first, end))
-    return {"ttft_ms": statistics.median(ttfts), "tokens_per_s": statistics.median(rates), "text": text}
-
-
-def _text(message: dict) -> str:
     from ..conversation import text_of
 
-    return text_of(message.get("content")) if message.get("role") == "assistant" else ""
+    http = httpx.Client(timeout=600)
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        payload = {"data": [messages[-1]["content"], [], messages[0]["content"], n, 0.0, 1.0, 0, 1.0, None, True]}
+        timer, text = Timer(), ""
+        event_id = http.post(f"{url}/gradio_api/call/chat", json=payload).raise_for_status().json()["event_id"]
+        with http.stream("GET", f"{url}/gradio_api/call/chat/{event_id}") as events:
+            for line in events.iter_lines():
+                if not line.startswith("data:") or line == "data: null":
+                    continue
+                history = json.loads(line[5:])[0]
+                if history and history[-1].get("role") == "assistant" and text_of(history[-1]["content"]):
+                    timer.text()
+                    text = text_of(history[-1]["content"])
+        return timer.figures(count_text(text))
+
+    return run
+
+
+def chats(runs: int, prompt: str) -> list[list[dict]]:
+    """One chat to warm up, then one per run; each opens with its own number (no prefix-cache hits)."""
+    return [[{"role": "system", "content": f"Conversation {k}. {DEFAULT_SYSTEM_PROMPT}"},
+             {"role": "user", "content": prompt}] for k in range(runs + 1)]
+
+
+def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> dict[str, dict[str, float]]:
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in layers}
+    for i, messages in enumerate(chats(runs, prompt)):
+        for name, layer in layers.items():
+            figures = layer(messages, n)
+            if i:  # the first chat warms each layer up
+                results[name].append(figures)
+    return {name: {"ttft_ms": round(statistics.median(r[0] for r in rows), 1),
+                   "tokens_per_s": round(statistics.median(r[1] for r in rows), 1)} for name, rows in results.items()}
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import models
+    import logging
 
+    from .. import models
+    from ..cli import build_parser
+    from ..engine import default_properties
+    from ..process import ServerProcess
+    from ..server import create_engine
+    from ..settings import ServerSettings, default_cache_dir
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if args.peers:
         from .peers import main as peers_main
 
@@ -124,39 +215,45 @@ def main(args: argparse.Namespace) -> int:
         from .concurrency import main as concurrency_main
 
         return concurrency_main(args, ref.path, device)
-    messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": args.prompt}]
-    raw = measure_raw(ref.path, device, messages, args.max_new_tokens, args.runs)
-    app = measure_app(str(ref.path), device, messages, args.max_new_tokens, args.runs, raw["tokens"])
-    figures = {
-        "model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
-        "generated_tokens": raw["tokens"],
-        "raw_ttft_ms": round(raw["ttft_ms"], 1), "raw_tokens_per_s": round(raw["tokens_per_s"], 1),
-        "app_ttft_ms": round(app["ttft_ms"], 1), "app_tokens_per_s": round(app["tokens_per_s"], 1),
-        "same_text": raw["text"] == app["text"],
-    }
-    figures["app_vs_raw_tokens_per_s"] = round(app["tokens_per_s"] / raw["tokens_per_s"], 3)
-    figures["app_added_ttft_ms"] = round(app["ttft_ms"] - raw["ttft_ms"], 1)
+    server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
+    serve = build_parser().parse_args(["serve", *server_args])
+    settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb")})
+    engine = create_engine(settings)
+    layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, default_properties(default_cache_dir()))}
+    if hasattr(engine, "exclusive"):
+        layers["batching pipeline"] = batching_layer(engine)
+    layers["engine"] = engine_layer(engine)
+    with ServerProcess(server_args) as server:
+        layers["API (HTTP + SSE)"] = api_layer(server.url)
+        layers["chat UI (Gradio)"] = gradio_layer(server.url, engine.count_text)
+        figures = measure_layers(layers, args.runs, args.prompt, args.max_new_tokens)
+    engine.close()
+    base = figures["LLMPipeline"]
+    out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
+           "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
+                       "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
+                      for name, f in figures.items()]}
+    app = figures["chat UI (Gradio)"]
+    out["app_added_ttft_ms"] = round(app["ttft_ms"] - base["ttft_ms"], 1)
+    out["app_vs_raw_tokens_per_s"] = round(app["tokens_per_s"] / base["tokens_per_s"], 3)
     if args.compare:
         from .optimum import measure_optimum
 
+        messages = chats(1, args.prompt)[1]
         opt = measure_optimum(ref.path, messages, args.max_new_tokens, args.runs)
-        figures["optimum_ttft_ms"] = round(opt["ttft_ms"], 1)
-        figures["optimum_tokens_per_s"] = round(opt["tokens_per_s"], 1)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        print(table(figures))
+        out["optimum"] = {"ttft_ms": round(opt["ttft_ms"], 1), "tokens_per_s": round(opt["tokens_per_s"], 1)}
+    print(json.dumps(out) if args.json else table(out))
     return 0
 
 
 def table(f: dict) -> str:
-    rows = [("raw LLMPipeline", f["raw_ttft_ms"], f["raw_tokens_per_s"]),
-            ("through the app", f["app_ttft_ms"], f["app_tokens_per_s"])]
-    if "optimum_ttft_ms" in f:
-        rows.append(("optimum-intel generate", f["optimum_ttft_ms"], f["optimum_tokens_per_s"]))
-    lines = [f"{f['model']} on {f['device']}, {f['generated_tokens']} tokens, median of {f['runs']} runs",
-             f"{'':24} {'first token (ms)':>17} {'tokens/s':>9}"]
-    lines += [f"{name:24} {ttft:17.1f} {tps:9.1f}" for name, ttft, tps in rows]
-    lines.append(f"app/raw tokens/s: {f['app_vs_raw_tokens_per_s']:.3f} · app adds {f['app_added_ttft_ms']:.1f} ms "
-                 f"to the first token · same text: {f['same_text']}")
+    lines = [f"{f['model']} on {f['device']}, {f['max_new_tokens']} greedy tokens, median of {f['runs']} interleaved runs",
+             f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6}"]
+    for r in f["layers"]:
+        lines.append(f"{r['layer']:<20} {r['ttft_ms']:>9.1f}ms {r['added_ttft_ms']:>+6.1f}ms "
+                     f"{r['tokens_per_s']:>9.1f} {r['tokens_per_s_vs_raw']:>6.3f}")
+    if "optimum" in f:
+        lines.append(f"{'optimum-intel':<20} {f['optimum']['ttft_ms']:>9.1f}ms {'':>8} {f['optimum']['tokens_per_s']:>9.1f}")
+    lines.append(f"through the chat UI: +{f['app_added_ttft_ms']:.1f} ms first token, "
+                 f"{f['app_vs_raw_tokens_per_s']:.3f}x the raw decode speed")
     return "\n".join(lines)

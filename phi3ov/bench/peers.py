@@ -145,10 +145,10 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(contenders: list[Contender], folder_for_ids: Path, n: int, runs: int, rounds: int,
+def run(contenders: list[Contender], folder: Path, n: int, runs: int, rounds: int,
         log=print) -> dict[str, Any]:
     chats = conversations(runs)
-    ids, text = prompt_ids(folder_for_ids, chats)
+    ids, text = prompt_ids(folder, chats)
     for r in range(rounds):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for contender in order:
