@@ -40,6 +40,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Also measure optimum-intel OVModelForCausalLM.generate on the same folder.")
     parser.add_argument("--concurrency", metavar="N,N,...", help="Instead: N clients streaming at once through "
                         "the API vs. the same N requests one after another, for each N (e.g. 1,2,4,8).")
+    parser.add_argument("--prompt-lookup", action="store_true",
+                        help="Instead: replies with and without prompt-lookup decoding, on an input-grounded "
+                        "prompt and a free chat prompt.")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="Pass ARG to the server (and the in-process engine) under test, e.g. --server-arg=--engine=single.")
     peers = parser.add_argument_group("peers (phi3ov vs. raw openvino-genai vs. llama.cpp on the same weights)")
@@ -195,7 +198,6 @@ def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> 
 
 
 def main(args: argparse.Namespace) -> int:
-    import logging
 
     from .. import models
     from ..cli import build_parser
@@ -204,7 +206,6 @@ def main(args: argparse.Namespace) -> int:
     from ..server import create_engine
     from ..settings import ServerSettings, default_cache_dir
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if args.peers:
         from .peers import main as peers_main
 
@@ -215,6 +216,13 @@ def main(args: argparse.Namespace) -> int:
         from .concurrency import main as concurrency_main
 
         return concurrency_main(args, ref.path, device)
+    if args.prompt_lookup:
+        from .lookup import run_lookup
+        from .lookup import table as lookup_table
+
+        figures = run_lookup(ref, device, args.runs, args.max_new_tokens)
+        print(json.dumps(figures) if args.json else lookup_table(figures))
+        return 0
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
     serve = build_parser().parse_args(["serve", *server_args])
     settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb")})
