@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 from .conversation import Fitted
 from .engine import Emit, OpenVINOEngine, Runner, Stats, default_properties, load_failed
 from .errors import EngineNotReady, GenerationFailed
-from .models import ModelRef
+from .models import ModelRef, read_info
 from .settings import GenerationOptions
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,58 @@ class _Request:
         self.last: float | None = None  # when the latest token arrived
 
 
+KV_BLOCK_TOKENS = 32  # the CPU plugin's KV cache block
+KV_SHARE_OF_MEMORY = 0.25  # by default the KV cache may take at most this share of the memory available at start
+
+
+def kv_bytes_per_token(folder: Path) -> int:
+    """Bytes of KV cache one token takes in f16 (an upper bound: the CPU keeps it in u8 by default).
+
+    Read from the stateful IR's cache variables (`variable_shape="?,heads,?,head_size"` per layer, K and V).
+    """
+    total = 0
+    with open(Path(folder) / "openvino_model.xml", encoding="utf-8") as xml:
+        for line in xml:
+            match = _VARIABLE.search(line)
+            if match:
+                total += int(match[1]) * int(match[2]) * 2
+    return total
+
+
+_VARIABLE = re.compile(r'variable_id="past_key_values[^"]*"[^>]*variable_shape="\?,(\d+),\?,(\d+)"')
+
+
+def kv_cache_blocks(folder: Path, max_num_seqs: int, context_length: int, kv_cache_gb: float | None) -> int:
+    """KV cache blocks for `max_num_seqs` replies of a whole context each, within the memory allowed.
+
+    The budget is `kv_cache_gb` when given, else a quarter of the memory available now; a model whose
+    cache variables cannot be read gets the budget's worth for a 4096-wide, 32-layer model.
+    """
+    per_token = kv_bytes_per_token(folder) or 2 * 32 * 4096 * 2
+    budget = kv_cache_gb * 2**30 if kv_cache_gb else KV_SHARE_OF_MEMORY * available_memory()
+    tokens = min(max_num_seqs * context_length, int(budget // per_token))
+    blocks = max(tokens // KV_BLOCK_TOKENS, 1)
+    log.info("KV cache: up to %d blocks (%d tokens, %.2f GB in f16) for %d replies of %d tokens", blocks,
+             blocks * KV_BLOCK_TOKENS, blocks * KV_BLOCK_TOKENS * per_token / 2**30, max_num_seqs, context_length)
+    return blocks
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable), or 8 GiB where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
 class BatchedEngine(OpenVINOEngine):
     """OpenVINO GenAI in this process: up to `max_num_seqs` replies generated together."""
 
-    def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float = 2.0,
+    def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float | None = None,
+                 max_batched_tokens: int = 1024,
                  properties: dict[str, str] | None = None, cache_dir: Path | None = None,
                  prompt_lookup: bool = False):
         import openvino_genai as ov_genai
@@ -67,8 +115,12 @@ class BatchedEngine(OpenVINOEngine):
         if prompt_lookup:
             props = {**props, "prompt_lookup": True}
         scheduler = ov_genai.SchedulerConfig()
-        scheduler.cache_size = max(1, math.ceil(kv_cache_gb))  # GB, allocated as requests need it
+        # Blocks are allocated as requests need them, up to this many (see kv_cache_blocks).
+        scheduler.num_kv_blocks = kv_cache_blocks(model.path, max_num_seqs, read_info(model.path).context_length,
+                                                  kv_cache_gb)
+        scheduler.cache_size = 0
         scheduler.max_num_seqs = max_num_seqs
+        scheduler.max_num_batched_tokens = max(max_batched_tokens, max_num_seqs)
         scheduler.enable_prefix_caching = True
         self.scheduler_config = scheduler
         self.max_concurrency = max_num_seqs  # ui.py / server.py let this many replies run at once

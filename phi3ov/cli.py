@@ -50,7 +50,10 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "step; much faster for replies that repeat the input (editing code, summaries) "
                         "(env PHI3OV_PROMPT_LOOKUP=1).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
-    parser.add_argument("--kv-cache-gb", type=float, help="KV cache size for continuous batching in GB (default 2).")
+    parser.add_argument("--max-batched-tokens", type=int, help="Tokens processed in one continuous-batching step "
+                        "(default 1024; longer prompts are split into chunks of this size between decode steps).")
+    parser.add_argument("--kv-cache-gb", type=float, help="Most memory the continuous-batching KV cache may take, in GB "
+                        "(default: enough for --max-num-seqs whole contexts, at most a quarter of the free memory).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
                         "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 
@@ -60,7 +63,7 @@ def settings_from(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
-        "base_url", "remote_model", "inbrowser", "max_num_seqs", "kv_cache_gb", "context_length",
+        "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "kv_cache_gb", "context_length",
         "remote_api_key", "engine", "prompt_lookup")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config

@@ -32,6 +32,7 @@ def create_engine(settings: ServerSettings) -> Engine:
     from .batching import BatchedEngine
 
     return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
+                         max_batched_tokens=settings.max_batched_tokens,
                          properties=properties, prompt_lookup=settings.prompt_lookup)
 
 

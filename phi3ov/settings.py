@@ -177,8 +177,9 @@ class ServerSettings:
     engine: str = "batched"  # "batched" (ContinuousBatchingPipeline) or "single" (LLMPipeline, one at a time)
     ov_config: tuple[tuple[str, str], ...] = ()  # OpenVINO properties over the defaults, e.g. INFERENCE_PRECISION_HINT=f32
     max_num_seqs: int = 8
+    max_batched_tokens: int = 1024  # prompt + generated tokens in one batching step (split-fuse chunks longer prompts)
     prompt_lookup: bool = False  # prompt-lookup decoding: faster replies that repeat text of the chat
-    kv_cache_gb: float = 2.0
+    kv_cache_gb: float | None = None  # None: sized to the model, --max-num-seqs and the memory available
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
     cache_dir: Path = field(default_factory=default_cache_dir)
 
@@ -212,6 +213,7 @@ class ServerSettings:
             ("remote_model", "PHI3OV_REMOTE_MODEL", str),
             ("system_prompt", "PHI3OV_SYSTEM_PROMPT", str),
             ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
+            ("max_batched_tokens", "PHI3OV_MAX_BATCHED_TOKENS", int),
             ("kv_cache_gb", "PHI3OV_KV_CACHE_GB", float),
             ("context_length", "PHI3OV_CONTEXT_LENGTH", int),
             ("remote_api_key", "PHI3OV_REMOTE_API_KEY", str),

@@ -225,7 +225,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
     serve = build_parser().parse_args(["serve", *server_args])
-    settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb")})
+    settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb", "max_batched_tokens", "prompt_lookup")})
     engine = create_engine(settings)
     layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, default_properties(default_cache_dir()))}
     if hasattr(engine, "exclusive"):

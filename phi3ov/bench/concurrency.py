@@ -139,6 +139,7 @@ def parse_levels(text: str) -> list[int]:
 
 
 def main(args: argparse.Namespace, folder: Path, device: str) -> int:
-    figures = run_concurrency(str(folder), device, parse_levels(args.concurrency), args.max_new_tokens, args.runs)
+    figures = run_concurrency(str(folder), device, parse_levels(args.concurrency), args.max_new_tokens, args.runs,
+                              getattr(args, "server_arg", None))
     print(json.dumps(figures) if args.json else table(figures))
     return 0

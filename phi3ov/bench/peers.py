@@ -124,9 +124,9 @@ def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chat
                 model=model, messages=chat, max_tokens=n, temperature=0, stream=True,
                 stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0})
             for event in stream:
-                if event.choices and event.choices[0].delta.content:
-                    last = time.perf_counter()
-                    first = first or last
+                if event.choices and (event.choices[0].delta.content or event.choices[0].finish_reason):
+                    last = time.perf_counter()  # the finish event ends the decode: trailing tokens may be invisible
+                    first = first or (last if event.choices[0].delta.content else 0.0)
                 usage = event.usage or usage
             if i:
                 tokens = usage.completion_tokens if usage else 0
