@@ -174,11 +174,12 @@ class BatchedEngine(OpenVINOEngine):
                 return ov_genai.StreamingStatus.RUNNING
 
             streamer = ov_genai.TextStreamer(self.tokenizer, on_text)  # the same detokenizing as LLMPipeline
-            generated = 0
+            generated = steps = 0
             while (item := self._next(request)) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 generated += len(item)
+                steps += 1
                 streamer.write(item)
             streamer.end()
             first = request.first or time.perf_counter()
@@ -190,6 +191,7 @@ class BatchedEngine(OpenVINOEngine):
                 output_tokens=generated,
                 total_s=time.perf_counter() - request.submitted,
                 seed=None if options.greedy else seed,
+                steps=steps,
             )
 
         return run

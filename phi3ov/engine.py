@@ -51,6 +51,7 @@ class Stats:
     output_tokens: int
     total_s: float
     seed: int | None = None
+    steps: int | None = None  # pipeline steps that produced tokens (fewer than tokens when lookup pays off)
 
     def summary(self) -> str:
         return (
@@ -321,7 +322,8 @@ class OpenVINOEngine(Engine):
         config.repetition_penalty = options.repetition_penalty
         config.ignore_eos = options.ignore_eos
         if self.prompt_lookup:
-            # A prompt-lookup pipeline needs both on every request: "off" proposes at most one token.
+            # A prompt-lookup pipeline needs both on every request: turned down, it proposes one token a step
+            # (switching it off entirely would take a second pipeline, i.e. the model's memory twice).
             on = options.prompt_lookup
             config.num_assistant_tokens, config.max_ngram_size = (PROMPT_LOOKUP_TOKENS, PROMPT_LOOKUP_NGRAM) if on \
                 else (1, 1)

@@ -216,8 +216,8 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                               "seed each reply (the figures show the seed used).")
             lookup = gr.Checkbox(
                 engine.prompt_lookup, label="Prompt lookup", elem_id="prompt-lookup", interactive=engine.prompt_lookup,
-                info="Copies likely tokens from the chat and checks several at once: much faster when the reply "
-                "repeats the input (editing code, summaries), the same text when greedy. "
+                info="Proposes up to 5 tokens copied from the chat and checks them in one step: much faster when "
+                "the reply repeats the input (editing code, summaries). Off: at most one token a step. "
                 + ("" if engine.prompt_lookup else "Start the server with --prompt-lookup to use it."))
         generation_inputs = [system_prompt, *sliders, seed, lookup]
         working, idle = (gr.update(visible=False), gr.update(visible=True)), (gr.update(visible=True),

@@ -192,3 +192,16 @@ def test_serve_refuses_an_open_api_beyond_loopback(bundled_ref):
                            "--model", str(bundled_ref.path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--api-key" in done.stderr and "--allow-no-api-key" in done.stderr
+
+
+def test_ignore_eos_generates_exactly_max_tokens(client, model):
+    reply = client.chat.completions.create(model=model, messages=ask("Say hi."), max_tokens=40, temperature=0,
+                                           extra_body={"ignore_eos": True})
+    assert reply.usage.completion_tokens == 40 and reply.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("name", ["ignore_eos", "prompt_lookup"])
+def test_switches_take_only_true_or_false(client, model, name):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model, messages=ask("Hi"), extra_body={name: "yes"})
+    assert caught.value.body["param"] == name and "true or false" in caught.value.body["message"]
