@@ -34,18 +34,22 @@ FIGURES = re.compile(r"first token \d+ ms · [\d.]+ tokens/s")
 LONG_PROMPT = "Write a very long story about a dragon, at least 20 paragraphs."
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 
-# Records every change of the status line and of the newest reply, every 20 ms, so a test can
-# see what a person saw (the "processing prompt" line, the reply growing) however fast it went.
+# Records every change of the status line and of the newest reply (on every DOM mutation, and every
+# 20 ms), so a test can see what a person saw (the "processing prompt" line, the reply growing)
+# however fast it went.
 RECORDER = """
 window.__log = [];
-setInterval(() => {
+const record = () => {
   const status = document.querySelector('#status');
   const bots = document.querySelectorAll('[data-testid="bot"]');
   const entry = {t: performance.now(), status: status ? status.innerText : '',
                  bot: bots.length ? bots[bots.length - 1].innerText : '', bots: bots.length};
   const last = window.__log[window.__log.length - 1];
   if (!last || last.status !== entry.status || last.bot !== entry.bot) window.__log.push(entry);
-}, 20);
+};
+setInterval(record, 20);
+document.addEventListener('DOMContentLoaded', () => new MutationObserver(record).observe(
+  document.body, {subtree: true, childList: true, characterData: true}));
 """
 IDLE = """() => { const send = document.querySelector('#send');
   return !!send && send.offsetParent !== null && !document.querySelector('#stop')?.offsetParent
