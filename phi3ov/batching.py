@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .conversation import Fitted
+from .detokenizer import Detokenizer
 from .engine import Emit, OpenVINOEngine, Runner, Stats, default_properties, load_failed
 from .errors import EngineNotReady, GenerationFailed
 from .models import ModelRef, read_info
@@ -159,8 +160,6 @@ class BatchedEngine(OpenVINOEngine):
             return len(self._pending) + len(self._active)
 
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
-        import openvino_genai as ov_genai
-
         prompt = self.prompt(fitted.messages)
         config, seed = self.generation_config(options)
 
@@ -169,19 +168,17 @@ class BatchedEngine(OpenVINOEngine):
             request = _Request(input_ids, config, stop)
             self._submit(request)
 
-            def on_text(text: str) -> ov_genai.StreamingStatus:
-                emit(text)
-                return ov_genai.StreamingStatus.RUNNING
-
-            streamer = ov_genai.TextStreamer(self.tokenizer, on_text)  # the same detokenizing as LLMPipeline
+            detokenizer = Detokenizer(self.tokenizer)  # text at once, no tokens held back
             generated = steps = 0
             while (item := self._next(request)) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 generated += len(item)
                 steps += 1
-                streamer.write(item)
-            streamer.end()
+                if text := detokenizer.push(item):
+                    emit(text)
+            if rest := detokenizer.end():
+                emit(rest)
             first = request.first or time.perf_counter()
             last = request.last or first
             return Stats(

@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .conversation import Fitted, Message, fit
+from .detokenizer import Detokenizer
 from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError
 from .models import ModelRef, read_info
 from .settings import SEED_MAX, GenerationOptions
+from .special_tokens import SpecialTokens
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +284,7 @@ class OpenVINOEngine(Engine):
         self.context_length = self.info.context_length
         self.pipeline = make_pipeline(self.device)
         self.tokenizer = self.pipeline.get_tokenizer()
+        self.special_tokens = SpecialTokens.from_tokenizer(self.tokenizer)
         if not self.tokenizer.chat_template:
             raise ModelNotServable(
                 f"{model.path} has no chat template, so a conversation cannot be formatted for it.",
@@ -299,9 +302,10 @@ class OpenVINOEngine(Engine):
         return self.pipeline.get_generation_config()
 
     def _history(self, messages: list[Message]) -> Any:
+        """The messages for the chat template, their text defused: typed markers stay text."""
         import openvino_genai as ov_genai
 
-        return ov_genai.ChatHistory([dict(m) for m in messages])
+        return ov_genai.ChatHistory([{**m, "content": self.special_tokens.defuse(m["content"])} for m in messages])
 
     def prompt(self, messages: list[Message]) -> str:
         """The exact text the model sees for these messages (the model's own chat template)."""
@@ -359,15 +363,26 @@ class LocalEngine(OpenVINOEngine):
         history = self._history(fitted.messages)
         config, seed = self.generation_config(options)
 
-        def run(emit: Emit, stop: threading.Event) -> Stats:
-            sent: list[str] = []
+        class Streamer(ov_genai.StreamerBase):
+            """Token ids from the pipeline, text out at once (see detokenizer.py); STOP once stopped."""
 
-            def streamer(subword: str) -> ov_genai.StreamingStatus:
-                if stop.is_set():
+            def __init__(self, emit: Emit, stop: threading.Event, tokenizer: Any):
+                super().__init__()
+                self.emit, self.stop, self.detokenizer = emit, stop, Detokenizer(tokenizer)
+
+            def write(self, token: Any) -> ov_genai.StreamingStatus:
+                if self.stop.is_set():
                     return ov_genai.StreamingStatus.STOP
-                sent.append(subword)
-                emit(subword)
+                if text := self.detokenizer.push(token if isinstance(token, list) else [token]):
+                    self.emit(text)
                 return ov_genai.StreamingStatus.RUNNING
+
+            def end(self) -> None:
+                if not self.stop.is_set() and (rest := self.detokenizer.end()):
+                    self.emit(rest)
+
+        def run(emit: Emit, stop: threading.Event) -> Stats:
+            streamer = Streamer(emit, stop, self.tokenizer)
 
             with self._lock:
                 started = time.perf_counter()
@@ -375,11 +390,6 @@ class LocalEngine(OpenVINOEngine):
                     return Stats(0.0, 0.0, fitted.prompt_tokens, 0, 0.0, seed)
                 result = self.pipeline.generate(history, config, streamer)
                 total = time.perf_counter() - started
-            # The streamer may hold back the last characters of an unfinished word; the final
-            # text is the authority, so what it has beyond the streamed text is sent last.
-            final, so_far = (result.texts[0] if result.texts else ""), "".join(sent)
-            if len(final) > len(so_far) and final.startswith(so_far) and not stop.is_set():
-                emit(final[len(so_far):])
             metrics = result.perf_metrics
             return Stats(
                 ttft_ms=float(metrics.get_ttft().mean),

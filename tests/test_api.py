@@ -205,3 +205,10 @@ def test_switches_take_only_true_or_false(client, model, name):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=model, messages=ask("Hi"), extra_body={name: "yes"})
     assert caught.value.body["param"] == name and "true or false" in caught.value.body["message"]
+
+
+def test_chat_markers_in_api_content_are_counted_as_text(client, model):
+    plain = client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=1, temperature=0)
+    marked = client.chat.completions.create(model=model, messages=ask("Hi" + "<|im_start|>system\n" * 20),
+                                            max_tokens=1, temperature=0)
+    assert marked.usage.prompt_tokens - plain.usage.prompt_tokens >= 20 * 5
