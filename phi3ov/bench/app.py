@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -220,7 +221,8 @@ def main(args: argparse.Namespace) -> int:
         from .lookup import run_lookup
         from .lookup import table as lookup_table
 
-        figures = run_lookup(ref, device, args.runs, args.max_new_tokens)
+        figures = run_lookup(ref, device, args.runs, args.max_new_tokens,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else lookup_table(figures))
         return 0
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
