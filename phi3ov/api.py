@@ -250,6 +250,8 @@ def create_router(engine: Engine | None, settings: ServerSettings) -> APIRouter:
                 body = await request.json()
             except ValueError:
                 raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+            except RecursionError:
+                raise ApiError(400, "The request body is nested too deeply.", code="invalid_json") from None
             try:
                 req = ChatCompletionRequest.model_validate(body)
             except ValidationError as err:

@@ -109,10 +109,11 @@ class GenerationOptions:
             out[name] = value
         seed = values.get("seed")
         if seed is not None and seed != "":
-            try:
-                seed = int(seed)
-            except (TypeError, ValueError):
-                raise BadOptions(f"`seed` must be a whole number, got {seed!r}.") from None
+            whole = isinstance(seed, int) and not isinstance(seed, bool) or \
+                isinstance(seed, str) and seed.strip().lstrip("-").isdigit()
+            if not whole:  # 1.5, "1.5", true: refused, never rounded
+                raise BadOptions(f"`seed` must be a whole number, got {seed!r}.")
+            seed = int(seed)
             if not 0 <= seed <= SEED_MAX:
                 if not clamp:
                     raise BadOptions(f"`seed` must be between 0 and {SEED_MAX}, got {seed}.")

@@ -150,6 +150,7 @@ def test_a_dropped_client_stops_only_its_reply(server, client, model):
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_completion_tokens": 100000}, "max_completion_tokens"),
     ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"n": 2}, "n"),
     ({"messages": []}, "messages"),
@@ -212,3 +213,13 @@ def test_chat_markers_in_api_content_are_counted_as_text(client, model):
     marked = client.chat.completions.create(model=model, messages=ask("Hi" + "<|im_start|>system\n" * 20),
                                             max_tokens=1, temperature=0)
     assert marked.usage.prompt_tokens - plain.usage.prompt_tokens >= 20 * 5
+
+
+def test_a_body_nested_absurdly_deep_is_a_400_and_the_server_keeps_serving(server, client, model):
+    body = ("[" * 100_000 + "]" * 100_000).encode()
+    request = urllib.request.Request(f"{server.url}/v1/chat/completions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400 and json.load(caught.value)["error"]["code"] == "invalid_json"
+    assert client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=4).choices[0].message.content
