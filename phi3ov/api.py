@@ -23,15 +23,15 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from .conversation import normalize
+from .conversation import check_size, normalize
 from .engine import Engine, Reply
 from .errors import BadOptions, ContextOverflow, EngineNotReady, Phi3ovError
 from .settings import GenerationOptions, ServerSettings
@@ -41,6 +41,9 @@ API_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top
               "repetition_penalty": "repetition_penalty", "seed": "seed", "stop": "stop", "ignore_eos": "ignore_eos",
               "prompt_lookup": "prompt_lookup"}
 UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "response_format", "audio", "prediction")
+
+
+RETRY_AFTER_S = 2  # what a busy server (429) asks a client to wait
 
 
 class StreamOptions(BaseModel):
@@ -86,7 +89,8 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if self.status == 429 else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def parse_options(req: ChatCompletionRequest) -> GenerationOptions:
@@ -105,13 +109,69 @@ def parse_options(req: ChatCompletionRequest) -> GenerationOptions:
     return GenerationOptions.parse(**values)
 
 
-def parse_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
+def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list[dict[str, str]]:
     # Newer OpenAI clients send the system prompt with the role "developer".
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in req.messages]
     try:
-        return normalize(messages)
+        if len(messages) > settings.max_messages:  # before any per-message work
+            check_size(messages, settings.max_messages, settings.max_message_chars)
+        messages = normalize(messages)
+        check_size(messages, settings.max_messages, settings.max_message_chars)
+        return messages
     except Phi3ovError as err:
         raise ApiError.from_domain(err, param="messages") from None
+
+
+class Slots:
+    """Replies that may run (`running`) plus requests that may wait for one (`queue`); past both, a 429.
+
+    Counted in the event loop's thread only, so no lock is needed.
+    """
+
+    def __init__(self, running: int, queue: int):
+        self.capacity, self.running_slots, self.taken = running + queue, running, 0
+
+    def waiting(self) -> int:
+        return max(0, self.taken - self.running_slots)
+
+    def take(self) -> None:
+        if self.taken >= self.capacity:
+            raise ApiError(429, f"The server is busy: {self.running_slots} replies are being written and "
+                           f"{self.capacity - self.running_slots} more are waiting. Try again in a few seconds.",
+                           code="rate_limit_exceeded", type="rate_limit_error")
+        self.taken += 1
+
+    def give(self) -> None:
+        self.taken = max(0, self.taken - 1)
+
+
+async def read_body(request: Request, settings: ServerSettings) -> Any:
+    """The JSON body, refused with 413 past --max-body-mb and 400 when not UTF-8 JSON, before any other work.
+
+    An oversized body is still read (and dropped) up to 16 times the cap, so the client, which is
+    still sending, gets the 413 rather than a reset connection; beyond that the connection is cut.
+    """
+    limit = int(settings.max_body_mb * 2**20)
+    declared = request.headers.get("content-length", "")
+    body, size = bytearray(), 0
+    if not (declared.isdigit() and int(declared) > 16 * limit):
+        async for piece in request.stream():
+            size += len(piece)
+            if size <= limit:
+                body += piece
+            elif size > 16 * limit:
+                break
+    if size > limit or (declared.isdigit() and int(declared) > limit):
+        raise ApiError(413, f"The request body is larger than {settings.max_body_mb:g} MB.",
+                       code="request_too_large")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "The request body is not UTF-8 text.", code="invalid_json") from None
+    except ValueError:
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "The request body is nested too deeply.", code="invalid_json") from None
 
 
 def check_request(req: ChatCompletionRequest, engine: Engine) -> None:
@@ -154,7 +214,8 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def stream_events(reply: Reply, model: str, include_usage: bool) -> AsyncIterator[str]:
+async def stream_events(reply: Reply, model: str, include_usage: bool,
+                        done: Callable[[Reply], None]) -> AsyncIterator[str]:
     """The reply as OpenAI chat.completion.chunk events. Stops the reply when the client goes away."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model}
@@ -173,6 +234,7 @@ async def stream_events(reply: Reply, model: str, include_usage: bool) -> AsyncI
         yield sse(ApiError.from_domain(err).body())
     finally:
         reply.stop()  # a dropped client (or any early exit) stops the generation
+        done(reply)
     yield sse("[DONE]")
 
 
@@ -193,10 +255,25 @@ async def complete(reply: Reply, request: Request) -> str:
             group.cancel_scope.cancel()
 
 
-def create_router(engine: Engine | None, settings: ServerSettings) -> APIRouter:
+def create_router(engine: Engine | None, settings: ServerSettings, metrics: Any = None) -> APIRouter:
     """The API routes for this engine. `engine=None` answers 503 until one is given."""
     router = APIRouter()
     created = int(time.time())
+    if metrics is None:
+        from .metrics import Metrics
+
+        slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
+        metrics = Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting)
+        metrics.slots = slots
+    slots: Slots = metrics.slots
+
+    def answered(route: str, response: Any, status: int = 200) -> Any:
+        metrics.requests.labels(route, str(getattr(response, "status_code", status))).inc()
+        return response
+
+    def finished(reply: Reply) -> None:
+        slots.give()
+        metrics.reply_done(reply)
 
     def check_key(request: Request) -> None:
         if not settings.api_key:
@@ -221,6 +298,15 @@ def create_router(engine: Engine | None, settings: ServerSettings) -> APIRouter:
             return JSONResponse({"status": "loading"}, status_code=503)
         return {"status": "ok", "model": engine.name, "running": getattr(engine, "running", None)}
 
+    @router.get("/metrics")
+    async def prometheus(request: Request):
+        try:
+            check_key(request)
+        except ApiError as err:
+            return err.response()
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     @router.get("/v1/models")
     async def list_models(request: Request):
         try:
@@ -243,15 +329,11 @@ def create_router(engine: Engine | None, settings: ServerSettings) -> APIRouter:
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request):
+        route = "/v1/chat/completions"
         try:
             check_key(request)
             eng = ready()
-            try:
-                body = await request.json()
-            except ValueError:
-                raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-            except RecursionError:
-                raise ApiError(400, "The request body is nested too deeply.", code="invalid_json") from None
+            body = await read_body(request, settings)
             try:
                 req = ChatCompletionRequest.model_validate(body)
             except ValidationError as err:
@@ -261,21 +343,30 @@ def create_router(engine: Engine | None, settings: ServerSettings) -> APIRouter:
                                code="invalid_value") from None
             check_request(req, eng)
             options = parse_options(req)
-            messages = parse_messages(req)
-            reply = await run_in_threadpool(start_reply, eng, messages, options)
+            messages = parse_messages(req, settings)
+            slots.take()
+            try:
+                reply = await run_in_threadpool(start_reply, eng, messages, options)
+            except BaseException:
+                slots.give()
+                raise
         except ApiError as err:
-            return err.response()
+            return answered(route, err.response())
         except Phi3ovError as err:
-            return ApiError.from_domain(err).response()
+            return answered(route, ApiError.from_domain(err).response())
 
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(stream_events(reply, eng.name, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return answered(route, StreamingResponse(
+                stream_events(reply, eng.name, include_usage, finished), media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
         try:
             text = await complete(reply, request)
         except Phi3ovError as err:
-            return ApiError.from_domain(err).response()
+            return answered(route, ApiError.from_domain(err).response())
+        finally:
+            finished(reply)
+        answered(route, None)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
             "model": eng.name,

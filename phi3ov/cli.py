@@ -50,6 +50,11 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "step; much faster for replies that repeat the input (editing code, summaries) "
                         "(env PHI3OV_PROMPT_LOOKUP=1).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
+    parser.add_argument("--max-queue", type=int, help="API requests that may wait for a free slot beyond "
+                        "--max-num-seqs (default 64); past that a 429 with Retry-After.")
+    parser.add_argument("--max-body-mb", type=float, help="Largest API request body in MB (default 4; 413 beyond).")
+    parser.add_argument("--max-messages", type=int, help="Most messages in one request or chat (default 512).")
+    parser.add_argument("--max-message-chars", type=int, help="Most characters in one message (default 100000).")
     parser.add_argument("--max-batched-tokens", type=int, help="Tokens processed in one continuous-batching step "
                         "(default 1024; longer prompts are split into chunks of this size between decode steps).")
     parser.add_argument("--kv-cache-gb", type=float, help="Most memory the continuous-batching KV cache may take, in GB "
@@ -63,7 +68,8 @@ def settings_from(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
-        "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "kv_cache_gb", "context_length",
+        "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
+        "max_message_chars", "kv_cache_gb", "context_length",
         "remote_api_key", "engine", "prompt_lookup")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config

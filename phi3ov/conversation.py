@@ -132,3 +132,15 @@ def fit(
             lo = mid + 1
     kept = candidate(lo)
     return Fitted(kept, count_tokens(kept), len(messages) - len(kept))
+
+
+def check_size(messages: list[Message], max_messages: int, max_chars: int) -> None:
+    """Refuse a conversation over the server's caps before any tokenizing work."""
+    if len(messages) > max_messages:
+        raise BadInput(f"The conversation is too long: {len(messages)} messages, and this server takes at most "
+                       f"{max_messages}.",
+                       "Start a new chat, or leave out older messages.")
+    for i, message in enumerate(messages):
+        if len(message["content"]) > max_chars:
+            raise BadInput(f"Message {i + 1} is too long: {len(message['content'])} characters, and this server "
+                           f"takes at most {max_chars} per message.", "Shorten it, or send it in parts.")

@@ -72,19 +72,24 @@ def is_loopback(host: str) -> bool:
 
 
 def build_app(settings: ServerSettings, engine: Engine | None = None):
-    """The Gradio Blocks for these settings, with its engine built if not given."""
+    """The Gradio Blocks for these settings, the engine (built if not given) and the server's metrics."""
+    from .api import Slots
+    from .metrics import Metrics
     from .ui import build_ui
 
     engine = engine or create_engine(settings)
     engine.warm_up()
     if settings.context_length:  # --context-length caps the model's own context, never raises it
         engine.context_length = min(engine.context_length, settings.context_length)
-    demo = build_ui(engine, settings)
+    slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
+    metrics = Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting)
+    metrics.slots = slots
+    demo = build_ui(engine, settings, metrics)
     demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
-    return demo, engine
+    return demo, engine, metrics
 
 
-def launch_kwargs(settings: ServerSettings, engine: Engine) -> dict[str, Any]:
+def launch_kwargs(settings: ServerSettings, engine: Engine, metrics: Any = None) -> dict[str, Any]:
     from .ui import launch_kwargs as ui_kwargs
 
     kwargs: dict[str, Any] = dict(
@@ -94,17 +99,17 @@ def launch_kwargs(settings: ServerSettings, engine: Engine) -> dict[str, Any]:
         inbrowser=settings.inbrowser,
         auth=settings.auth,
         show_error=True,
-        app_kwargs={"routes": api_routes(settings, engine)},
+        app_kwargs={"routes": api_routes(settings, engine, metrics)},
         **ui_kwargs(),
     )
     return kwargs
 
 
-def api_routes(settings: ServerSettings, engine: Engine) -> list:
-    """The OpenAI-compatible routes (/v1/...) served beside the UI on the same port."""
+def api_routes(settings: ServerSettings, engine: Engine, metrics: Any = None) -> list:
+    """The OpenAI-compatible routes (/v1/..., /health, /metrics) served beside the UI on the same port."""
     from .api import create_router
 
-    return list(create_router(engine, settings).routes)
+    return list(create_router(engine, settings, metrics).routes)
 
 
 def serve(settings: ServerSettings, *, block: bool = True):
@@ -115,9 +120,9 @@ def serve(settings: ServerSettings, *, block: bool = True):
     if settings.share and not settings.auth:
         log.warning("--share without --auth: anyone with the link can use the chat. Add --auth USER:PASSWORD.")
     check_port_free(settings)  # before loading a model, which can take a while
-    demo, engine = build_app(settings)
+    demo, engine, metrics = build_app(settings)
     try:
-        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine))
+        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine, metrics))
     except OSError as err:
         if "port" in str(err).lower():
             raise port_in_use(settings) from None

@@ -178,6 +178,10 @@ class ServerSettings:
     engine: str = "batched"  # "batched" (ContinuousBatchingPipeline) or "single" (LLMPipeline, one at a time)
     ov_config: tuple[tuple[str, str], ...] = ()  # OpenVINO properties over the defaults, e.g. INFERENCE_PRECISION_HINT=f32
     max_num_seqs: int = 8
+    max_queue: int = 64  # API requests waiting beyond --max-num-seqs; past it a 429 with Retry-After
+    max_body_mb: float = 4.0  # API request body
+    max_messages: int = 512  # per request (API) or chat (UI)
+    max_message_chars: int = 100_000  # per message
     max_batched_tokens: int = 1024  # prompt + generated tokens in one batching step (split-fuse chunks longer prompts)
     prompt_lookup: bool = False  # prompt-lookup decoding: faster replies that repeat text of the chat
     kv_cache_gb: float | None = None  # None: sized to the model, --max-num-seqs and the memory available
@@ -215,6 +219,10 @@ class ServerSettings:
             ("system_prompt", "PHI3OV_SYSTEM_PROMPT", str),
             ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
             ("max_batched_tokens", "PHI3OV_MAX_BATCHED_TOKENS", int),
+            ("max_queue", "PHI3OV_MAX_QUEUE", int),
+            ("max_body_mb", "PHI3OV_MAX_BODY_MB", float),
+            ("max_messages", "PHI3OV_MAX_MESSAGES", int),
+            ("max_message_chars", "PHI3OV_MAX_MESSAGE_CHARS", int),
             ("kv_cache_gb", "PHI3OV_KV_CACHE_GB", float),
             ("context_length", "PHI3OV_CONTEXT_LENGTH", int),
             ("remote_api_key", "PHI3OV_REMOTE_API_KEY", str),
@@ -226,6 +234,12 @@ class ServerSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("context_length") is not None and values["context_length"] < 64:
             raise BadOptions(f"--context-length must be at least 64 tokens, got {values['context_length']}.")
+        for name in ("max_queue", "max_messages", "max_message_chars", "max_num_seqs", "max_batched_tokens"):
+            if name in values and (not isinstance(values[name], int) or values[name] < (0 if name == "max_queue" else 1)):
+                raise BadOptions(f"--{name.replace('_', '-')} must be a whole number of at least "
+                                 f"{0 if name == 'max_queue' else 1}, got {values[name]!r}.")
+        if "max_body_mb" in values and not 0 < values["max_body_mb"] <= 1024:
+            raise BadOptions(f"--max-body-mb must be between 0 and 1024, got {values['max_body_mb']!r}.")
         if values.get("engine", "batched") not in ENGINES:
             raise BadOptions(f"--engine must be one of {', '.join(ENGINES)}, got {values['engine']!r}.")
         return cls(**values)

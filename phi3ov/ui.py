@@ -77,7 +77,7 @@ def busy_status(text: str) -> str:
 
 
 def stream_reply(engine: Engine, history: list[dict], system_prompt: str, options: GenerationOptions,
-                 session: Session | None = None) -> Iterator[tuple[list[dict], str]]:
+                 session: Session | None = None, metrics: Any = None) -> Iterator[tuple[list[dict], str]]:
     """Stream a reply to the last (user) message of `history`: yields (history, status).
 
     `history` is never mutated; each yield is a new list with the growing reply at its end.
@@ -107,6 +107,8 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     finally:
         if session is not None and session.reply is reply:
             session.reply = None
+        if metrics is not None:
+            metrics.reply_done(reply)
     final = [*history, {"role": "assistant", "content": answer}] if answer else history
     if session is not None and answer:
         session.generations[len(history)] = {"text": answer, "generation": generation_record(reply)}
@@ -171,7 +173,7 @@ def figures(reply: Reply) -> str:
     return text
 
 
-def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Blocks:
+def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: Any = None) -> gr.Blocks:
     settings = settings or ServerSettings()
     concurrency = getattr(engine, "max_concurrency", 1)
     model_info = {"name": engine.name, "device": engine.device, "context_length": engine.context_length}
@@ -234,7 +236,9 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             refuse_while_busy(sess, "send again")
             if (text or "").strip():
                 try:
-                    engine.prepare(conversation.build(system, history, text), options_from(*numbers))
+                    messages = conversation.build(system, history, text)
+                    conversation.check_size(messages, settings.max_messages, settings.max_message_chars)
+                    engine.prepare(messages, options_from(*numbers))
                 except Phi3ovError as err:
                     raise as_gradio_error(err) from None
 
@@ -255,7 +259,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
                 options = options_from(*numbers)
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
-            yield from stream_reply(engine, history, system, options, sess)
+            yield from stream_reply(engine, history, system, options, sess, metrics)
 
         def stop_reply(sess: Session):
             sess.pending = None  # a reply still waiting in line never starts
@@ -386,7 +390,12 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None) -> gr.Block
             if not text.strip():
                 raise gr.Error("The message is empty: type a message first.", print_exception=False)
             history = [*(history or []), {"role": "user", "content": text}]
-            for value, _status in stream_reply(engine, history, system_prompt, options):
+            try:
+                conversation.check_size(conversation.build(system_prompt, history), settings.max_messages,
+                                        settings.max_message_chars)
+            except Phi3ovError as err:
+                raise as_gradio_error(err) from None
+            for value, _status in stream_reply(engine, history, system_prompt, options, metrics=metrics):
                 yield value
 
         gr.api(chat, api_name="chat", concurrency_limit=concurrency, concurrency_id="generate")

@@ -223,3 +223,77 @@ def test_a_body_nested_absurdly_deep_is_a_400_and_the_server_keeps_serving(serve
         urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 400 and json.load(caught.value)["error"]["code"] == "invalid_json"
     assert client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=4).choices[0].message.content
+
+
+def post(server, body: bytes, key: str = KEY):
+    request = urllib.request.Request(f"{server.url}/v1/chat/completions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    return urllib.request.urlopen(request, timeout=60)
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"\xff\xfe not utf-8", 400, "invalid_json"),
+    (b'{"model": "x", "messages": [' + b'{"role": "user", "content": "hi"},' * 600 + b'{"role": "user", "content": "hi"}]}',
+     400, None),
+    (b'{"pad": "' + b"x" * (5 * 2**20) + b'"}', 413, "request_too_large"),
+])
+def test_bodies_over_the_caps_are_refused_before_any_work(server, client, model, body, status, code):
+    if b'"model": "x"' in body:
+        body = body.replace(b'"model": "x"', f'"model": "{model}"'.encode())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post(server, body)
+    error = json.load(caught.value)["error"]
+    assert caught.value.code == status and error["message"]
+    assert error["code"] == code if code else "at most 512" in error["message"]
+    assert client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=2).choices
+
+
+def test_a_message_over_the_character_cap_is_a_400_naming_the_cap(client, model):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model, messages=ask("x" * 100_001), max_tokens=2)
+    assert "at most 100000" in caught.value.body["message"] and caught.value.body["param"] == "messages"
+
+
+def test_metrics_in_prometheus_format_behind_the_key(server, client, model):
+    client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=4)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{server.url}/metrics", timeout=5)
+    assert caught.value.code == 401
+    request = urllib.request.Request(f"{server.url}/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        text = resp.read().decode()
+    for name in ("phi3ov_requests_total{route=\"/v1/chat/completions\",status=\"200\"}",
+                 "phi3ov_generation_tokens_total", "phi3ov_prompt_tokens_total",
+                 "phi3ov_time_to_first_token_seconds_bucket", "phi3ov_time_per_output_token_seconds_count",
+                 "phi3ov_requests_running", "phi3ov_requests_waiting"):
+        assert name in text, name
+    generated = next(line for line in text.splitlines() if line.startswith("phi3ov_generation_tokens_total"))
+    assert float(generated.split()[-1]) >= 4
+
+
+def test_past_the_queue_a_429_with_retry_after_and_no_5xx(bundled_ref, tmp_path):
+    args = ["--model", str(bundled_ref.path), "--max-num-seqs", "1", "--max-queue", "1"]
+    with ServerProcess(args, log_path=tmp_path / "server.log") as srv, \
+            openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120) as c:
+        name = c.models.list().data[0].id
+        long = dict(model=name, messages=ask("Tell me a very long story."), max_tokens=400, stream=True,
+                    extra_body={"ignore_eos": True})
+        first, second = c.chat.completions.create(**long), c.chat.completions.create(**long)
+        next(iter(first))
+        try:
+            with pytest.raises(openai.RateLimitError) as caught:
+                c.chat.completions.create(model=name, messages=ask("Hi"), max_tokens=2)
+            assert caught.value.status_code == 429 and caught.value.response.headers["Retry-After"] == "2"
+            assert caught.value.body["code"] == "rate_limit_exceeded" and "busy" in caught.value.body["message"]
+        finally:
+            first.close()
+            second.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the slots come back once the dropped streams are stopped
+            try:
+                assert c.chat.completions.create(model=name, messages=ask("Hi"), max_tokens=2).choices
+                break
+            except openai.RateLimitError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the server stayed busy after both clients went away")
