@@ -48,7 +48,7 @@ class ServerProcess:
                 raise EngineNotReady(f"The server exited with code {self.proc.returncode} before it was ready.",
                                      f"See its log: {self.log_path}." if self.log_path else "")
             try:
-                with urllib.request.urlopen(f"{self.url}/gradio_api/info", timeout=2):
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
                     return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.25)

@@ -133,3 +133,26 @@ def test_share_without_internet_keeps_serving_and_says_why(tmp_path):
         assert "--auth" in output  # sharing without auth is warned about
         _, out = chat(Client(srv.url, verbose=False), "Say hi.")
         assert text(out[-1]).strip()
+
+
+def test_auth_refuses_anonymous_calls_to_the_ui_and_its_endpoints(tmp_path):
+    import httpx
+
+    with ServerProcess(["--auth", "alice:s3cret"], log_path=tmp_path / "auth.log") as srv:
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises different types per version
+            Client(srv.url, verbose=False)
+        anonymous = httpx.post(f"{srv.url}/gradio_api/call/chat", json={"data": ["hi", []]}, timeout=30)
+        assert anonymous.status_code in (401, 403)
+        _, out = chat(Client(srv.url, auth=("alice", "s3cret"), verbose=False), "Say hi.")
+        assert text(out[-1]).strip()
+
+
+def test_no_cross_origin_access_to_the_api(server):
+    import httpx
+
+    preflight = httpx.options(f"{server.url}/v1/chat/completions", timeout=10, headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert preflight.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
+    post = httpx.post(f"{server.url}/v1/models", timeout=10, headers={"Origin": "https://evil.example"})
+    assert post.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")

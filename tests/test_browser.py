@@ -394,3 +394,27 @@ def test_screenshots_desktop_and_narrow(open_chat):
     phone.page.locator(".toast-body").first.wait_for(state="detached", timeout=15000)
     phone.page.screenshot(path=folder / "narrow.png", full_page=True)
     assert (folder / "desktop.png").stat().st_size > 10_000 and (folder / "narrow.png").stat().st_size > 10_000
+
+
+MARKUP = ['<img src="data:," onerror="window.__xss=1">', "<script>window.__xss=2</script>",
+          '<svg onload="window.__xss=3"></svg>', "[click me](javascript:window.__xss=4)",
+          '<a href="javascript:window.__xss=5">link</a>']
+
+
+def test_markup_in_messages_model_output_and_loaded_chats_never_runs(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=8)
+    chat.send(" ".join(MARKUP))
+    saved = {"messages": [{"role": "user", "content": m} for m in MARKUP[:2]]
+             + [{"role": "assistant", "content": " ".join(MARKUP)}]}
+    chat.load_file(name="markup.json", data=json.dumps(saved).encode())
+    chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 2", timeout=10000)
+    for link in chat.page.locator("#chatbot a").all():  # a link may be clicked: it must not run script
+        link.click(modifiers=["Alt"], timeout=2000, no_wait_after=True)
+    time.sleep(0.5)
+    assert chat.page.evaluate("window.__xss") is None, "markup in the chat ran script"
+    dangerous = chat.page.evaluate("""() => [...document.querySelectorAll('#chatbot *')].filter(e =>
+        e.tagName === 'SCRIPT' || [...e.attributes].some(a => a.name.startsWith('on')) ||
+        (e.getAttribute('href') || '').trim().toLowerCase().startsWith('javascript:')).length""")
+    assert dangerous == 0
+    assert "click me" in " ".join(chat.bots())  # the reply's text is there, its markup inert
