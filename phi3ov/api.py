@@ -130,11 +130,14 @@ class Slots:
 
     def __init__(self, running: int, queue: int):
         self.capacity, self.running_slots, self.taken = running + queue, running, 0
+        self.closing = False  # the server is draining before it exits: no new requests
 
     def waiting(self) -> int:
         return max(0, self.taken - self.running_slots)
 
     def take(self) -> None:
+        if self.closing:
+            raise ApiError(503, "The server is shutting down.", code="shutting_down")
         if self.taken >= self.capacity:
             raise ApiError(429, f"The server is busy: {self.running_slots} replies are being written and "
                            f"{self.capacity - self.running_slots} more are waiting. Try again in a few seconds.",
@@ -207,7 +210,8 @@ def usage(reply: Reply) -> dict[str, int]:
 
 
 def finish_reason(reply: Reply) -> str:
-    return "length" if reply.finish_reason == "length" else "stop"
+    # "timeout" (--request-timeout ended it) is not one of OpenAI's values; clients pass it through.
+    return reply.finish_reason if reply.finish_reason in ("length", "timeout") else "stop"
 
 
 def sse(data: dict[str, Any] | str) -> str:
@@ -224,18 +228,20 @@ async def stream_events(reply: Reply, model: str, include_usage: bool,
         return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        async for text in iterate_in_threadpool(iter(reply)):
-            yield chunk({"content": text})
-        yield chunk({}, finish_reason(reply))
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": usage(reply)})
-    except Phi3ovError as err:  # after the 200 is sent, an error travels as an event
-        yield sse(ApiError.from_domain(err).body())
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            async for text in iterate_in_threadpool(iter(reply)):
+                yield chunk({"content": text})
+            yield chunk({}, finish_reason(reply))
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": usage(reply)})
+        except Phi3ovError as err:  # after the 200 is sent, an error travels as an event
+            yield sse(ApiError.from_domain(err).body())
+        finally:
+            reply.stop()  # a dropped client (or any early exit) stops the generation
+        yield sse("[DONE]")
     finally:
-        reply.stop()  # a dropped client (or any early exit) stops the generation
-        done(reply)
-    yield sse("[DONE]")
+        done(reply)  # after [DONE]: a draining server waits for this
 
 
 async def complete(reply: Reply, request: Request) -> str:

@@ -50,6 +50,10 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "step; much faster for replies that repeat the input (editing code, summaries) "
                         "(env PHI3OV_PROMPT_LOOKUP=1).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
+    parser.add_argument("--request-timeout", type=float, help="Seconds one reply may take (default 600; 0: no "
+                        "limit); then it ends with finish_reason \"timeout\" and keeps its text.")
+    parser.add_argument("--drain-seconds", type=float, help="On SIGTERM or Ctrl-C, how long replies in flight may "
+                        "finish before the server exits (default 5).")
     parser.add_argument("--max-queue", type=int, help="API requests that may wait for a free slot beyond "
                         "--max-num-seqs (default 64); past that a 429 with Retry-After.")
     parser.add_argument("--max-body-mb", type=float, help="Largest API request body in MB (default 4; 413 beyond).")
@@ -69,7 +73,7 @@ def settings_from(args: argparse.Namespace):
     overrides = {key: getattr(args, key, None) for key in (
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
-        "max_message_chars", "kv_cache_gb", "context_length",
+        "max_message_chars", "request_timeout", "drain_seconds", "kv_cache_gb", "context_length",
         "remote_api_key", "engine", "prompt_lookup")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config

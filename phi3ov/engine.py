@@ -74,13 +74,15 @@ _DONE = object()
 class Reply:
     """One streaming reply. Iterate once for text chunks; read the figures afterwards."""
 
-    def __init__(self, run: Runner, fitted: Fitted, options: GenerationOptions):
+    def __init__(self, run: Runner, fitted: Fitted, options: GenerationOptions, timeout_s: float | None = None):
         self._run = run
+        self.timeout_s = timeout_s  # the reply is stopped this long after it starts (None: no limit)
+        self.timed_out = False
         self.fitted = fitted
         self.options = options
         self.text = ""
         self.stats: Stats | None = None
-        self.finish_reason: str | None = None  # "stop", "length" or "cancelled"
+        self.finish_reason: str | None = None  # "stop", "length", "cancelled" or "timeout"
         self._stop = threading.Event()
         self._started = False
         self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
@@ -91,6 +93,10 @@ class Reply:
 
     def stop(self) -> None:
         """Ask the backend to stop; it ends within a token and the text so far is kept."""
+        self._stop.set()
+
+    def _time_out(self) -> None:
+        self.timed_out = True
         self._stop.set()
 
     def __iter__(self) -> Iterator[str]:
@@ -114,6 +120,11 @@ class Reply:
         started = time.perf_counter()
         worker = threading.Thread(target=work, name="phi3ov-generate", daemon=True)
         worker.start()
+        timer = None
+        if self.timeout_s:
+            timer = threading.Timer(self.timeout_s, self._time_out)
+            timer.daemon = True
+            timer.start()
         try:
             done = False
             while not done:
@@ -143,13 +154,17 @@ class Reply:
                     "The text so far is kept; try again, or lower “max new tokens”.",
                 ) from result
             self.stats = result
-            if self._stop.is_set():
+            if self.timed_out:
+                self.finish_reason = "timeout"
+            elif self._stop.is_set():
                 self.finish_reason = "cancelled"
             elif result.output_tokens >= self.options.max_new_tokens:
                 self.finish_reason = "length"
             else:
                 self.finish_reason = "stop"
         finally:
+            if timer is not None:
+                timer.cancel()
             self._stop.set()  # a closed generator (Stop button, dropped client) stops the backend
 
 
@@ -159,6 +174,7 @@ class Engine:
     name: str = "model"
     device: str = "CPU"
     context_length: int = 4096
+    request_timeout_s: float | None = None  # each reply is stopped this long after it starts
     prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
 
     def count_tokens(self, messages: list[Message]) -> int:
@@ -181,7 +197,7 @@ class Engine:
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
         options = self.capped(options or GenerationOptions())
         fitted = self.prepare(messages, options)
-        return Reply(self._runner(fitted, options), fitted, options)
+        return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
 
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
+import threading
+import time
 from typing import Any
 
 from . import doctor, models
@@ -81,6 +84,7 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     engine.warm_up()
     if settings.context_length:  # --context-length caps the model's own context, never raises it
         engine.context_length = min(engine.context_length, settings.context_length)
+    engine.request_timeout_s = settings.request_timeout or None
     slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
     metrics = Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting)
     metrics.slots = slots
@@ -135,7 +139,32 @@ def serve(settings: ServerSettings, *, block: bool = True):
             "Hugging Face Space instead.", local)
     print(f"phi3ov: chatting with {engine.name} on {engine.device} at {local}", flush=True)
     if block:
-        demo.block_thread()
+        serve_until_signalled(demo, engine, metrics.slots, settings.drain_seconds)
     return demo
+
+
+def serve_until_signalled(demo: Any, engine: Engine, slots: Any, drain_s: float) -> None:
+    """Serve until SIGTERM or Ctrl-C; then refuse new API requests, let replies in flight finish for up to
+    `drain_s` seconds, and close the server and the engine."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    slots.closing = True
+    in_flight = lambda: max(getattr(engine, "running", 0) or 0, slots.taken)  # noqa: E731
+    log.info("Stopping: %d replies in flight get up to %g s to finish.", in_flight(), drain_s)
+    deadline = time.monotonic() + drain_s
+    while in_flight() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if in_flight():
+        log.warning("Stopping with %d replies unfinished after %g s.", in_flight(), drain_s)
+    time.sleep(0.3)  # the last events are on their way to the clients
+    demo.close()
+    engine.close()
+    log.info("Stopped.")
 
 

@@ -178,6 +178,8 @@ class ServerSettings:
     engine: str = "batched"  # "batched" (ContinuousBatchingPipeline) or "single" (LLMPipeline, one at a time)
     ov_config: tuple[tuple[str, str], ...] = ()  # OpenVINO properties over the defaults, e.g. INFERENCE_PRECISION_HINT=f32
     max_num_seqs: int = 8
+    request_timeout: float = 600.0  # seconds a reply may take; then it ends with finish_reason "timeout"
+    drain_seconds: float = 5.0  # on SIGTERM / Ctrl-C, replies in flight get this long to finish
     max_queue: int = 64  # API requests waiting beyond --max-num-seqs; past it a 429 with Retry-After
     max_body_mb: float = 4.0  # API request body
     max_messages: int = 512  # per request (API) or chat (UI)
@@ -220,6 +222,8 @@ class ServerSettings:
             ("max_num_seqs", "PHI3OV_MAX_NUM_SEQS", int),
             ("max_batched_tokens", "PHI3OV_MAX_BATCHED_TOKENS", int),
             ("max_queue", "PHI3OV_MAX_QUEUE", int),
+            ("request_timeout", "PHI3OV_REQUEST_TIMEOUT", float),
+            ("drain_seconds", "PHI3OV_DRAIN_SECONDS", float),
             ("max_body_mb", "PHI3OV_MAX_BODY_MB", float),
             ("max_messages", "PHI3OV_MAX_MESSAGES", int),
             ("max_message_chars", "PHI3OV_MAX_MESSAGE_CHARS", int),
@@ -238,6 +242,9 @@ class ServerSettings:
             if name in values and (not isinstance(values[name], int) or values[name] < (0 if name == "max_queue" else 1)):
                 raise BadOptions(f"--{name.replace('_', '-')} must be a whole number of at least "
                                  f"{0 if name == 'max_queue' else 1}, got {values[name]!r}.")
+        for name in ("request_timeout", "drain_seconds"):
+            if name in values and not 0 <= values[name] <= 86400:
+                raise BadOptions(f"--{name.replace('_', '-')} must be between 0 and 86400 seconds, got {values[name]!r}.")
         if "max_body_mb" in values and not 0 < values["max_body_mb"] <= 1024:
             raise BadOptions(f"--max-body-mb must be between 0 and 1024, got {values['max_body_mb']!r}.")
         if values.get("engine", "batched") not in ENGINES:

@@ -163,7 +163,9 @@ def figures(reply: Reply) -> str:
         parts.append(reply.stats.summary())
         if reply.stats.seed is not None:
             parts.append(f"seed {reply.stats.seed}")
-    if reply.finish_reason == "cancelled":
+    if reply.finish_reason == "timeout":
+        parts.append(f"stopped after {reply.timeout_s:g} s (the server's --request-timeout)")
+    elif reply.finish_reason == "cancelled":
         parts.append("stopped")
     elif reply.finish_reason == "length":
         parts.append("reached max new tokens")

@@ -297,3 +297,39 @@ def test_past_the_queue_a_429_with_retry_after_and_no_5xx(bundled_ref, tmp_path)
                 time.sleep(0.5)
         else:
             raise AssertionError("the server stayed busy after both clients went away")
+
+
+def test_request_timeout_ends_a_runaway_reply_and_says_why(bundled_ref, tmp_path):
+    with ServerProcess(["--model", str(bundled_ref.path), "--request-timeout", "1"], log_path=tmp_path / "s.log") as srv, \
+            openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120) as c:
+        name = c.models.list().data[0].id
+        events = list(c.chat.completions.create(model=name, messages=ask("Tell me a very long story."),
+                                                max_tokens=4000, stream=True, extra_body={"ignore_eos": True},
+                                                stream_options={"include_usage": True}))
+        finish = [e.choices[0].finish_reason for e in events if e.choices and e.choices[0].finish_reason]
+        assert finish == ["timeout"]
+        assert 0 < events[-1].usage.completion_tokens < 4000
+        whole = c.chat.completions.create(model=name, messages=ask("Hi"), max_tokens=4)
+        assert whole.choices[0].finish_reason in ("stop", "length"), "the next request is served normally"
+
+
+def test_sigterm_lets_a_reply_in_flight_finish_then_exits_0(bundled_ref, tmp_path):
+    import os
+    import signal
+
+    srv = ServerProcess(["--model", str(bundled_ref.path)], log_path=tmp_path / "s.log").start()
+    try:
+        with openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=60) as c:
+            name = c.models.list().data[0].id
+            stream = c.chat.completions.create(model=name, messages=ask("Tell me a story."), max_tokens=60,
+                                               stream=True, extra_body={"ignore_eos": True},
+                                               stream_options={"include_usage": True})
+            events = iter(stream)
+            first = next(events)
+            os.kill(srv.proc.pid, signal.SIGTERM)
+            rest = list(events)
+        assert first and rest[-1].usage.completion_tokens == 60, "the reply in flight was finished"
+        assert srv.proc.wait(timeout=30) == 0
+        assert "Stopped." in (tmp_path / "s.log").read_text()
+    finally:
+        srv.stop()
