@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,7 @@ API_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top
 UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "response_format", "audio", "prediction")
 
 
+log = logging.getLogger(__name__)
 RETRY_AFTER_S = 2  # what a busy server (429) asks a client to wait
 
 
@@ -274,7 +276,10 @@ def create_router(engine: Engine | None, settings: ServerSettings, metrics: Any 
     slots: Slots = metrics.slots
 
     def answered(route: str, response: Any, status: int = 200) -> Any:
-        metrics.requests.labels(route, str(getattr(response, "status_code", status))).inc()
+        status = getattr(response, "status_code", status)
+        metrics.requests.labels(route, str(status)).inc()
+        if status >= 400:  # expected traffic, not a bug: one line, no traceback, no message text
+            log.info("%s answered %d (%s)", route, status, json.loads(response.body)["error"].get("code"))
         return response
 
     def finished(reply: Reply) -> None:

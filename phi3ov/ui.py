@@ -69,6 +69,8 @@ def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, 
 
 
 def as_gradio_error(err: Phi3ovError) -> gr.Error:
+    # Expected traffic, not a bug: one line, no traceback, and never the message's text.
+    log.info("Refused in the chat: %s (%s)", type(err).__name__, err.code)
     return gr.Error(str(err), title=type(err).__name__.replace("Error", "") or "Error", print_exception=False)
 
 

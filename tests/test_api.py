@@ -333,3 +333,32 @@ def test_sigterm_lets_a_reply_in_flight_finish_then_exits_0(bundled_ref, tmp_pat
         assert "Stopped." in (tmp_path / "s.log").read_text()
     finally:
         srv.stop()
+
+
+def test_a_burst_of_dropped_streams_frees_every_slot(server, client, model):
+    import http.client
+
+    for _ in range(50):  # each client sends its request, reads the first event, and goes away
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        body = json.dumps({"model": model, "messages": ask("Tell me a very long story."), "max_tokens": 2000,
+                           "stream": True, "ignore_eos": True})
+        conn.request("POST", "/v1/chat/completions", body=body,
+                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.readline()
+        conn.close()
+    deadline = time.monotonic() + 30
+    while running(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running(server) == 0, "every dropped stream was stopped"
+    assert client.chat.completions.create(model=model, messages=ask("Hi"), max_tokens=4).choices[0].message.content
+
+
+def test_a_hundred_stops_in_a_row_leave_the_engine_serving(client, model):
+    for _ in range(100):
+        stream = client.chat.completions.create(model=model, messages=ask("Tell me a story."), max_tokens=500,
+                                                stream=True, extra_body={"ignore_eos": True})
+        next(iter(stream))
+        stream.close()
+    reply = client.chat.completions.create(model=model, messages=ask("What is 2+2?"), max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
