@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench bench-peers peers lint format screenshots export-phi3 setup setup-test browser clean
+.PHONY: run test test-fast bench bench-peers peers soak lint format screenshots export-phi3 setup setup-test browser clean
 
 run: $(VENV)/.runtime  ## set up and open the chat on the default model
 	$(BIN)/python app.py --open $(ARGS)
@@ -26,6 +26,9 @@ test-fast: $(VENV)/.test  ## the tests that need no browser and no export
 
 bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 5 runs
 	$(BIN)/phi3ov bench $(ARGS)
+
+soak: $(VENV)/.runtime  ## 500 mixed requests against a launched server: failures and RSS growth
+	$(BIN)/phi3ov bench --soak 500 $(ARGS)
 
 PEERS := .venv-peers
 # llama.cpp for side-by-side figures: built from source (no binary wheel on PyPI), ~9 minutes on 2 cores.

@@ -44,6 +44,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-lookup", action="store_true",
                         help="Instead: replies with and without prompt-lookup decoding, on an input-grounded "
                         "prompt and a free chat prompt.")
+    parser.add_argument("--soak", type=int, metavar="N",
+                        help="Instead: N mixed requests (streaming or not, sampled, stopped, dropped, long "
+                        "histories) against a launched server; prints failures and the server's RSS.")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="Pass ARG to the server (and the in-process engine) under test, e.g. --server-arg=--engine=single.")
     peers = parser.add_argument_group("peers (phi3ov vs. raw openvino-genai vs. llama.cpp on the same weights)")
@@ -217,6 +220,12 @@ def main(args: argparse.Namespace) -> int:
         from .concurrency import main as concurrency_main
 
         return concurrency_main(args, ref.path, device)
+    if args.soak:
+        from .soak import run_soak
+
+        figures = run_soak(ref.path, device, args.soak, log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+        return 0 if figures["failures"] == 0 else 1
     if args.prompt_lookup:
         from .lookup import run_lookup
         from .lookup import table as lookup_table
