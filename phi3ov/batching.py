@@ -55,6 +55,7 @@ class _Request:
 
 KV_BLOCK_TOKENS = 32  # the CPU plugin's KV cache block
 KV_SHARE_OF_MEMORY = 0.25  # by default the KV cache may take at most this share of the memory available at start
+KV_DEFAULT_CEILING_GB = 2.0  # ... and at most this much (prefix caching keeps blocks until the ceiling)
 
 
 def kv_bytes_per_token(folder: Path) -> int:
@@ -77,11 +78,14 @@ _VARIABLE = re.compile(r'variable_id="past_key_values[^"]*"[^>]*variable_shape="
 def kv_cache_blocks(folder: Path, max_num_seqs: int, context_length: int, kv_cache_gb: float | None) -> int:
     """KV cache blocks for `max_num_seqs` replies of a whole context each, within the memory allowed.
 
-    The budget is `kv_cache_gb` when given, else a quarter of the memory available now; a model whose
-    cache variables cannot be read gets the budget's worth for a 4096-wide, 32-layer model.
+    The budget is `kv_cache_gb` when given, else 2 GB or a quarter of the memory available now, whichever
+    is less; a model whose cache variables cannot be read is costed as a 4096-wide, 32-layer one. With
+    prefix caching on, finished replies' blocks stay for reuse until this ceiling: the server's memory
+    grows to it and stops there.
     """
     per_token = kv_bytes_per_token(folder) or 2 * 32 * 4096 * 2
-    budget = kv_cache_gb * 2**30 if kv_cache_gb else KV_SHARE_OF_MEMORY * available_memory()
+    budget = kv_cache_gb * 2**30 if kv_cache_gb else min(KV_DEFAULT_CEILING_GB * 2**30,
+                                                          KV_SHARE_OF_MEMORY * available_memory())
     tokens = min(max_num_seqs * context_length, int(budget // per_token))
     blocks = max(tokens // KV_BLOCK_TOKENS, 1)
     log.info("KV cache: up to %d blocks (%d tokens, %.2f GB in f16) for %d replies of %d tokens", blocks,

@@ -62,7 +62,7 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batched-tokens", type=int, help="Tokens processed in one continuous-batching step "
                         "(default 1024; longer prompts are split into chunks of this size between decode steps).")
     parser.add_argument("--kv-cache-gb", type=float, help="Most memory the continuous-batching KV cache may take, in GB "
-                        "(default: enough for --max-num-seqs whole contexts, at most a quarter of the free memory).")
+                        "(default: enough for --max-num-seqs whole contexts, at most 2 GB or a quarter of the free memory).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
                         "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 

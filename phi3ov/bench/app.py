@@ -223,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
     if args.soak:
         from .soak import run_soak
 
-        figures = run_soak(ref.path, device, args.soak, log=lambda line: print(line, file=sys.stderr, flush=True))
+        figures = run_soak(ref.path, device, args.soak, args.server_arg, log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
         return 0 if figures["failures"] == 0 else 1
     if args.prompt_lookup:

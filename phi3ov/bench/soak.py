@@ -55,7 +55,7 @@ def drop(port: int, model: str) -> None:
     conn.close()
 
 
-def run_soak(folder: Path, device: str, n: int, log=print) -> dict[str, Any]:
+def run_soak(folder: Path, device: str, n: int, server_args: list[str] | None = None, log=print) -> dict[str, Any]:
     import logging
 
     import openai
@@ -67,7 +67,7 @@ def run_soak(folder: Path, device: str, n: int, log=print) -> dict[str, Any]:
     kinds = ["plain"] * 3 + ["stream"] * 3 + ["stop"] * 2 + ["drop"] + ["long"]
     failures: list[str] = []
     figures: dict[str, Any] = {"requests": n}
-    with ServerProcess(["--model", str(folder), "--device", device]) as server, \
+    with ServerProcess(["--model", str(folder), "--device", device, *(server_args or [])]) as server, \
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=120) as client:
         card = client.models.list().data[0]
         context = min(int(getattr(card, "max_model_len", 2048) or 2048), 2048)
