@@ -300,7 +300,7 @@ def test_past_the_queue_a_429_with_retry_after_and_no_5xx(bundled_ref, tmp_path)
 
 
 def test_request_timeout_ends_a_runaway_reply_and_says_why(bundled_ref, tmp_path):
-    with ServerProcess(["--model", str(bundled_ref.path), "--request-timeout", "1"], log_path=tmp_path / "s.log") as srv, \
+    with ServerProcess(["--model", str(bundled_ref.path), "--request-timeout", "2"], log_path=tmp_path / "s.log") as srv, \
             openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120) as c:
         name = c.models.list().data[0].id
         events = list(c.chat.completions.create(model=name, messages=ask("Tell me a very long story."),
@@ -317,7 +317,7 @@ def test_sigterm_lets_a_reply_in_flight_finish_then_exits_0(bundled_ref, tmp_pat
     import os
     import signal
 
-    srv = ServerProcess(["--model", str(bundled_ref.path)], log_path=tmp_path / "s.log").start()
+    srv = ServerProcess(["--model", str(bundled_ref.path), "--drain-seconds", "60"], log_path=tmp_path / "s.log").start()
     try:
         with openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=60) as c:
             name = c.models.list().data[0].id
