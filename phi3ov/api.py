@@ -25,6 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,6 +36,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from .conversation import check_size, normalize
 from .engine import Engine, Reply
 from .errors import BadOptions, ContextOverflow, EngineNotReady, Phi3ovError
+from .metrics import Metrics
 from .settings import GenerationOptions, ServerSettings
 
 # GenerationOptions field -> the API parameter that sets it
@@ -150,6 +152,19 @@ class Slots:
         self.taken = max(0, self.taken - 1)
 
 
+@dataclass
+class Counters:
+    """What one server counts: its API slots (queue bound, drain) and its Prometheus metrics."""
+
+    slots: Slots
+    metrics: Metrics
+
+    @classmethod
+    def for_engine(cls, engine: Engine | None, settings: ServerSettings) -> Counters:
+        slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
+        return cls(slots, Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting))
+
+
 async def read_body(request: Request, settings: ServerSettings) -> Any:
     """The JSON body, refused with 413 past --max-body-mb and 400 when not UTF-8 JSON, before any other work.
 
@@ -263,24 +278,21 @@ async def complete(reply: Reply, request: Request) -> str:
             group.cancel_scope.cancel()
 
 
-def create_router(engine: Engine | None, settings: ServerSettings, metrics: Any = None) -> APIRouter:
+def create_router(engine: Engine | None, settings: ServerSettings, counters: Counters | None = None) -> APIRouter:
     """The API routes for this engine. `engine=None` answers 503 until one is given."""
     router = APIRouter()
     created = int(time.time())
-    if metrics is None:
-        from .metrics import Metrics
-
-        slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
-        metrics = Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting)
-        metrics.slots = slots
-    slots: Slots = metrics.slots
+    counters = counters or Counters.for_engine(engine, settings)
+    slots, metrics = counters.slots, counters.metrics
 
     def answered(route: str, response: Any, status: int = 200) -> Any:
-        status = getattr(response, "status_code", status)
-        metrics.requests.labels(route, str(status)).inc()
-        if status >= 400:  # expected traffic, not a bug: one line, no traceback, no message text
-            log.info("%s answered %d (%s)", route, status, json.loads(response.body)["error"].get("code"))
+        metrics.requests.labels(route, str(getattr(response, "status_code", status))).inc()
         return response
+
+    def refused(route: str, err: ApiError) -> JSONResponse:
+        # Expected traffic, not a bug: one line, no traceback, no message text.
+        log.info("%s answered %d (%s)", route, err.status, err.code)
+        return answered(route, err.response())
 
     def finished(reply: Reply) -> None:
         slots.give()
@@ -362,9 +374,9 @@ def create_router(engine: Engine | None, settings: ServerSettings, metrics: Any 
                 slots.give()
                 raise
         except ApiError as err:
-            return answered(route, err.response())
+            return refused(route, err)
         except Phi3ovError as err:
-            return answered(route, ApiError.from_domain(err).response())
+            return refused(route, ApiError.from_domain(err))
 
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -374,7 +386,7 @@ def create_router(engine: Engine | None, settings: ServerSettings, metrics: Any 
         try:
             text = await complete(reply, request)
         except Phi3ovError as err:
-            return answered(route, ApiError.from_domain(err).response())
+            return refused(route, ApiError.from_domain(err))
         finally:
             finished(reply)
         answered(route, None)

@@ -75,9 +75,8 @@ def is_loopback(host: str) -> bool:
 
 
 def build_app(settings: ServerSettings, engine: Engine | None = None):
-    """The Gradio Blocks for these settings, the engine (built if not given) and the server's metrics."""
-    from .api import Slots
-    from .metrics import Metrics
+    """The Gradio Blocks for these settings, the engine (built if not given) and what the server counts."""
+    from .api import Counters
     from .ui import build_ui
 
     engine = engine or create_engine(settings)
@@ -85,15 +84,13 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     if settings.context_length:  # --context-length caps the model's own context, never raises it
         engine.context_length = min(engine.context_length, settings.context_length)
     engine.request_timeout_s = settings.request_timeout or None
-    slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
-    metrics = Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting)
-    metrics.slots = slots
-    demo = build_ui(engine, settings, metrics)
+    counters = Counters.for_engine(engine, settings)
+    demo = build_ui(engine, settings, counters.metrics)
     demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
-    return demo, engine, metrics
+    return demo, engine, counters
 
 
-def launch_kwargs(settings: ServerSettings, engine: Engine, metrics: Any = None) -> dict[str, Any]:
+def launch_kwargs(settings: ServerSettings, engine: Engine, counters: Any = None) -> dict[str, Any]:
     from .ui import launch_kwargs as ui_kwargs
 
     kwargs: dict[str, Any] = dict(
@@ -103,17 +100,17 @@ def launch_kwargs(settings: ServerSettings, engine: Engine, metrics: Any = None)
         inbrowser=settings.inbrowser,
         auth=settings.auth,
         show_error=True,
-        app_kwargs={"routes": api_routes(settings, engine, metrics)},
+        app_kwargs={"routes": api_routes(settings, engine, counters)},
         **ui_kwargs(),
     )
     return kwargs
 
 
-def api_routes(settings: ServerSettings, engine: Engine, metrics: Any = None) -> list:
+def api_routes(settings: ServerSettings, engine: Engine, counters: Any = None) -> list:
     """The OpenAI-compatible routes (/v1/..., /health, /metrics) served beside the UI on the same port."""
     from .api import create_router
 
-    return list(create_router(engine, settings, metrics).routes)
+    return list(create_router(engine, settings, counters).routes)
 
 
 def serve(settings: ServerSettings, *, block: bool = True):
@@ -124,9 +121,9 @@ def serve(settings: ServerSettings, *, block: bool = True):
     if settings.share and not settings.auth:
         log.warning("--share without --auth: anyone with the link can use the chat. Add --auth USER:PASSWORD.")
     check_port_free(settings)  # before loading a model, which can take a while
-    demo, engine, metrics = build_app(settings)
+    demo, engine, counters = build_app(settings)
     try:
-        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine, metrics))
+        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine, counters))
     except OSError as err:
         if "port" in str(err).lower():
             raise port_in_use(settings) from None
@@ -139,7 +136,7 @@ def serve(settings: ServerSettings, *, block: bool = True):
             "Hugging Face Space instead.", local)
     print(f"phi3ov: chatting with {engine.name} on {engine.device} at {local}", flush=True)
     if block:
-        serve_until_signalled(demo, engine, metrics.slots, settings.drain_seconds)
+        serve_until_signalled(demo, engine, counters.slots, settings.drain_seconds)
     return demo
 
 
