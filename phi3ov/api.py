@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from .conversation import check_size, normalize
+from .conversation import check_count, check_lengths, normalize
 from .engine import Engine, Reply
 from .errors import BadOptions, ContextOverflow, EngineNotReady, Phi3ovError
 from .metrics import Metrics
@@ -117,10 +117,9 @@ def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list
     # Newer OpenAI clients send the system prompt with the role "developer".
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in req.messages]
     try:
-        if len(messages) > settings.max_messages:  # before any per-message work
-            check_size(messages, settings.max_messages, settings.max_message_chars)
+        check_count(messages, settings.max_messages)  # before any per-message work
         messages = normalize(messages)
-        check_size(messages, settings.max_messages, settings.max_message_chars)
+        check_lengths(messages, settings.max_message_chars)
         return messages
     except Phi3ovError as err:
         raise ApiError.from_domain(err, param="messages") from None

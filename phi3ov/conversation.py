@@ -136,10 +136,20 @@ def fit(
 
 def check_size(messages: list[Message], max_messages: int, max_chars: int) -> None:
     """Refuse a conversation over the server's caps before any tokenizing work."""
+    check_count(messages, max_messages)
+    check_lengths(messages, max_chars)
+
+
+def check_count(messages: list, max_messages: int) -> None:
+    """Too many messages (checkable on raw ones, before any per-message work)."""
     if len(messages) > max_messages:
         raise BadInput(f"The conversation is too long: {len(messages)} messages, and this server takes at most "
                        f"{max_messages}.",
                        "Start a new chat, or leave out older messages.")
+
+
+def check_lengths(messages: list[Message], max_chars: int) -> None:
+    """A message longer than the cap (on normalized messages)."""
     for i, message in enumerate(messages):
         if len(message["content"]) > max_chars:
             raise BadInput(f"Message {i + 1} is too long: {len(message['content'])} characters, and this server "
