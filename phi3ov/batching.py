@@ -29,7 +29,7 @@ from typing import Any
 
 from .conversation import Fitted
 from .detokenizer import Detokenizer
-from .engine import Emit, OpenVINOEngine, Runner, Stats, default_properties, load_failed
+from .engine import Emit, OpenVINOEngine, Runner, Stats, load_failed
 from .errors import EngineNotReady, GenerationFailed
 from .models import ModelRef, read_info
 from .settings import GenerationOptions
@@ -113,12 +113,7 @@ class BatchedEngine(OpenVINOEngine):
                  prompt_lookup: bool = False):
         import openvino_genai as ov_genai
 
-        from .settings import default_cache_dir
-
-        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
-        self.prompt_lookup = prompt_lookup
-        if prompt_lookup:
-            props = {**props, "prompt_lookup": True}
+        props = self._properties(properties, cache_dir, prompt_lookup)
         scheduler = ov_genai.SchedulerConfig()
         # Blocks are allocated as requests need them, up to this many (see kv_cache_blocks).
         scheduler.num_kv_blocks = kv_cache_blocks(model.path, max_num_seqs, read_info(model.path).context_length,

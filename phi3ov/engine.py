@@ -287,6 +287,14 @@ class OpenVINOEngine(Engine):
     (an LLMPipeline or a ContinuousBatchingPipeline) for the checked device, and implements `_runner`.
     """
 
+    def _properties(self, properties: dict[str, str] | None, cache_dir: Path | None, prompt_lookup: bool) -> dict:
+        """The pipeline's properties: the given ones (else the defaults), with prompt lookup when asked."""
+        from .settings import default_cache_dir
+
+        self.prompt_lookup = prompt_lookup
+        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        return {**props, "prompt_lookup": True} if prompt_lookup else props
+
     def warm_up(self) -> None:
         started = time.perf_counter()
         list(self.chat([{"role": "user", "content": "Hi"}], GenerationOptions(max_new_tokens=1, temperature=0)))
@@ -364,12 +372,7 @@ class LocalEngine(OpenVINOEngine):
 
     def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
                  cache_dir: Path | None = None, prompt_lookup: bool = False):
-        from .settings import default_cache_dir
-
-        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
-        self.prompt_lookup = prompt_lookup
-        if prompt_lookup:
-            props = {**props, "prompt_lookup": True}
+        props = self._properties(properties, cache_dir, prompt_lookup)
         self._load(model, device, lambda dev: get_pipeline(model.path, dev, props))
         self._lock = FairLock()
 
