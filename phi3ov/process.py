@@ -14,6 +14,14 @@ from pathlib import Path
 from .errors import EngineNotReady
 
 
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of a running process from /proc (e.g. "VmRSS" now, "VmHWM" its peak), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def free_port() -> int:
     import socket
 

@@ -111,9 +111,10 @@ def test_compare_prints_every_export_with_figures(bundled_ref, tmp_path, capsys)
 
 
 def test_peers_feed_every_engine_the_same_ids(bundled_ref):
-    from phi3ov.bench.peers import conversations, prompt_ids
+    from phi3ov.bench.app import PROMPT, chats
+    from phi3ov.bench.peers import prompt_ids
 
-    ids, text = prompt_ids(bundled_ref.path, conversations(2))
+    ids, text = prompt_ids(bundled_ref.path, chats(2, PROMPT))
     assert len(ids) == 3 and len({len(x) for x in ids}) == 1 and ids[0] != ids[1]
     assert text.startswith("<|im_start|>system\nConversation 1.")
 

@@ -102,24 +102,16 @@ def llm_layer(folder: Path, device: str, properties: dict) -> Layer:
 def batching_layer(engine: Any) -> Layer:
     """The engine's own ContinuousBatchingPipeline, driven directly (the engine is idle meanwhile)."""
 
-    numbers = iter(range(10**6, 10**9))
+    from .peer_openvino import run_cb
+
+    numbers = iter(range(10**6, 10**9))  # request ids apart from the engine's own
 
     def run(messages: list[dict], n: int) -> tuple[float, float]:
-        ids = engine.tokenizer.encode(engine.prompt(messages), add_special_tokens=False).input_ids
-        config = engine.pipeline.get_config()
-        config.max_new_tokens, config.do_sample, config.ignore_eos = n, False, True
-        pipe, timer, tokens = engine.pipeline, Timer(), 0
+        ids = [int(i) for i in engine.tokenizer.encode(engine.prompt(messages), add_special_tokens=False)
+               .input_ids.data[0]]
         with engine.exclusive():
-            handle = pipe.add_request(next(numbers), ids, config)
-            while pipe.has_non_finished_requests() or handle.can_read():
-                if pipe.has_non_finished_requests():
-                    pipe.step()
-                if handle.can_read():
-                    for output in handle.read().values():
-                        if output.generated_ids:
-                            timer.text()
-                            tokens += len(output.generated_ids)
-        return timer.figures(tokens)
+            ttft_ms, decode, _count = run_cb(engine.pipeline, ids, n, next(numbers))
+        return ttft_ms, decode
 
     return run
 
@@ -145,17 +137,25 @@ def api_layer(url: str) -> Layer:
     model = client.models.list().data[0].id
 
     def run(messages: list[dict], n: int) -> tuple[float, float]:
-        timer, tokens = Timer(), 0
-        for event in client.chat.completions.create(
-                model=model, messages=messages, max_tokens=n, temperature=0, stream=True,
-                stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0}):
-            if event.choices and event.choices[0].delta.content:
-                timer.text()
-            if event.usage:
-                tokens = event.usage.completion_tokens
-        return timer.figures(tokens)
+        timer, _finished, usage = stream_api(client, model, messages, n)
+        return timer.figures(usage.completion_tokens if usage else 0)
 
     return run
+
+
+def stream_api(client: Any, model: str, messages: list[dict], n: int) -> tuple[Timer, float, Any]:
+    """Stream one greedy reply of exactly `n` tokens through the API: its text timer, when its finish
+    event came (0.0 if none) and its usage."""
+    timer, finished, usage = Timer(), 0.0, None
+    for event in client.chat.completions.create(
+            model=model, messages=messages, max_tokens=n, temperature=0, stream=True,
+            stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0}):
+        if event.choices and event.choices[0].delta.content:
+            timer.text()
+        if event.choices and event.choices[0].finish_reason:
+            finished = time.perf_counter()
+        usage = event.usage or usage
+    return timer, finished, usage
 
 
 def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
@@ -187,7 +187,7 @@ def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
 def chats(runs: int, prompt: str) -> list[list[dict]]:
     """One chat to warm up, then one per run; each opens with its own number (no prefix-cache hits)."""
     return [[{"role": "system", "content": f"Conversation {k}. {DEFAULT_SYSTEM_PROMPT}"},
-             {"role": "user", "content": prompt}] for k in range(runs + 1)]
+             {"role": "user", "content": prompt}] for k in range(1, runs + 2)]
 
 
 def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> dict[str, dict[str, float]]:

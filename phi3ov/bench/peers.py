@@ -18,16 +18,15 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadOptions, Phi3ovError
-from ..settings import DEFAULT_SYSTEM_PROMPT
+from .app import PROMPT, stream_api
+from .app import chats as numbered_chats
 
 PEERS_VENV = Path(".venv-peers")
-USER_PROMPT = "Write a short story about a robot who learns to paint."
 WORKER_TIMEOUT_S = 1800
 
 
@@ -45,12 +44,6 @@ class Contender:
     path: Path
     options: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one result per round
-
-
-def conversations(runs: int) -> list[list[dict[str, str]]]:
-    """The chats of one round: one to warm up, then `runs` timed ones, each with its own number."""
-    return [[{"role": "system", "content": f"Conversation {k}. {DEFAULT_SYSTEM_PROMPT}"},
-             {"role": "user", "content": USER_PROMPT}] for k in range(1, runs + 2)]
 
 
 def prompt_ids(folder: Path, chats: list[list[dict[str, str]]]) -> tuple[list[list[int]], str]:
@@ -109,7 +102,7 @@ def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chat
 
     import openai
 
-    from ..process import ServerProcess
+    from ..process import ServerProcess, status_mb
 
     logging.getLogger("openai").setLevel(logging.WARNING)
     ttfts, rates, prompt_tokens = [], [], []
@@ -117,37 +110,22 @@ def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chat
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600) as client:
         model = client.models.list().data[0].id
         for i, chat in enumerate(chats):
-            started = time.perf_counter()
-            first = last = 0.0
-            usage = None
-            stream = client.chat.completions.create(
-                model=model, messages=chat, max_tokens=n, temperature=0, stream=True,
-                stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0})
-            for event in stream:
-                if event.choices and (event.choices[0].delta.content or event.choices[0].finish_reason):
-                    last = time.perf_counter()  # the finish event ends the decode: trailing tokens may be invisible
-                    first = first or (last if event.choices[0].delta.content else 0.0)
-                usage = event.usage or usage
+            timer, finished, usage = stream_api(client, model, chat, n)
             if i:
-                tokens = usage.completion_tokens if usage else 0
-                ttfts.append((first - started) * 1000)
-                rates.append((tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0)
+                # The finish event ends the decode: the last tokens may have no text of their own.
+                timer.last = finished or timer.last
+                ttft, rate = timer.figures(usage.completion_tokens if usage else 0)
+                ttfts.append(ttft)
+                rates.append(rate)
             prompt_tokens.append(usage.prompt_tokens if usage else -1)
-        peak = _peak_rss_mb(server.proc.pid)
+        peak = status_mb(server.proc.pid, "VmHWM")
     return {"ttft_ms": ttfts, "decode_tokens_per_s": rates, "peak_rss_mb": peak,
             "prompt_tokens_agree": prompt_tokens == [len(x) for x in ids]}
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run(contenders: list[Contender], folder: Path, n: int, runs: int, rounds: int,
         log=print) -> dict[str, Any]:
-    chats = conversations(runs)
+    chats = numbered_chats(runs, PROMPT)
     ids, text = prompt_ids(folder, chats)
     for r in range(rounds):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]

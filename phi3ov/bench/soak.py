@@ -19,13 +19,6 @@ from typing import Any
 WARM_UP = 50
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def one(client: Any, model: str, kind: str, rng: random.Random, context: int) -> None:
     sampled = rng.random() < 0.5
     options = dict(model=model, max_tokens=rng.choice([8, 32, 64]),
@@ -60,7 +53,7 @@ def run_soak(folder: Path, device: str, n: int, server_args: list[str] | None = 
 
     import openai
 
-    from ..process import ServerProcess
+    from ..process import ServerProcess, status_mb
 
     logging.getLogger("openai").setLevel(logging.WARNING)
     rng = random.Random(0)
@@ -82,11 +75,11 @@ def run_soak(folder: Path, device: str, n: int, server_args: list[str] | None = 
             except Exception as err:  # noqa: BLE001 - counted and reported
                 failures.append(f"{kind}: {type(err).__name__}: {str(err)[:120]}")
             if i + 1 == WARM_UP:
-                figures["rss_after_warm_up_mb"] = round(rss_mb(server.proc.pid), 1)
+                figures["rss_after_warm_up_mb"] = round(status_mb(server.proc.pid, "VmRSS"), 1)
             if (i + 1) % 50 == 0:
-                log(f"{i + 1}/{n} requests, {len(failures)} failed, server RSS {rss_mb(server.proc.pid):.0f} MB")
+                log(f"{i + 1}/{n} requests, {len(failures)} failed, server RSS {status_mb(server.proc.pid, 'VmRSS'):.0f} MB")
         time.sleep(1.0)  # let the last dropped streams be stopped
-        figures["rss_at_end_mb"] = round(rss_mb(server.proc.pid), 1)
+        figures["rss_at_end_mb"] = round(status_mb(server.proc.pid, "VmRSS"), 1)
         figures["seconds"] = round(time.perf_counter() - started, 1)
     figures["failures"] = len(failures)
     figures["failure_samples"] = failures[:5]
