@@ -122,35 +122,47 @@ def serve(settings: ServerSettings, *, block: bool = True):
         log.warning("--share without --auth: anyone with the link can use the chat. Add --auth USER:PASSWORD.")
     check_port_free(settings)  # before loading a model, which can take a while
     demo, engine, counters = build_app(settings)
+    stop = StopSignals() if block else None  # before the server answers: from then on a SIGTERM drains
     try:
-        demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine, counters))
-    except OSError as err:
-        if "port" in str(err).lower():
-            raise port_in_use(settings) from None
-        raise
-    local = f"http://{settings.host}:{settings.port}"
-    if settings.share and not getattr(demo, "share_url", None):
-        log.warning(
-            "No public link: the share service (gradio.live) could not be reached from this machine. "
-            "The chat is still served at %s. Check the internet connection or firewall, or host it as a "
-            "Hugging Face Space instead.", local)
-    print(f"phi3ov: chatting with {engine.name} on {engine.device} at {local}", flush=True)
-    if block:
-        serve_until_signalled(demo, engine, counters.slots, settings.drain_seconds)
+        try:
+            demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, engine, counters))
+        except OSError as err:
+            if "port" in str(err).lower():
+                raise port_in_use(settings) from None
+            raise
+        local = f"http://{settings.host}:{settings.port}"
+        if settings.share and not getattr(demo, "share_url", None):
+            log.warning(
+                "No public link: the share service (gradio.live) could not be reached from this machine. "
+                "The chat is still served at %s. Check the internet connection or firewall, or host it as a "
+                "Hugging Face Space instead.", local)
+        print(f"phi3ov: chatting with {engine.name} on {engine.device} at {local}", flush=True)
+        if stop is not None:
+            while not stop.requested.wait(0.5):
+                pass
+            drain(demo, engine, counters.slots, settings.drain_seconds)
+    finally:
+        if stop is not None:
+            stop.restore()
     return demo
 
 
-def serve_until_signalled(demo: Any, engine: Engine, slots: Any, drain_s: float) -> None:
-    """Serve until SIGTERM or Ctrl-C; then refuse new API requests, let replies in flight finish for up to
-    `drain_s` seconds, and close the server and the engine."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
+class StopSignals:
+    """While installed, SIGTERM and Ctrl-C set `requested` instead of ending the process at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous = {sig: signal.signal(sig, lambda *_: self.requested.set())
+                          for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def drain(demo: Any, engine: Engine, slots: Any, drain_s: float) -> None:
+    """Refuse new API requests, let replies in flight finish for up to `drain_s` seconds, then close the
+    server and the engine."""
     slots.closing = True
     in_flight = lambda: max(getattr(engine, "running", 0) or 0, slots.taken)  # noqa: E731
     log.info("Stopping: %d replies in flight get up to %g s to finish.", in_flight(), drain_s)

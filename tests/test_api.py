@@ -362,3 +362,16 @@ def test_a_hundred_stops_in_a_row_leave_the_engine_serving(client, model):
         stream.close()
     reply = client.chat.completions.create(model=model, messages=ask("What is 2+2?"), max_tokens=8, temperature=0)
     assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
+
+
+def test_sigterm_as_soon_as_the_server_answers_still_exits_0(bundled_ref, tmp_path):
+    import os
+    import signal
+
+    srv = ServerProcess(["--model", str(bundled_ref.path)], log_path=tmp_path / "s.log").start()
+    try:
+        os.kill(srv.proc.pid, signal.SIGTERM)  # the handlers are in place before the first request is answered
+        assert srv.proc.wait(timeout=60) == 0
+        assert "Stopped." in (tmp_path / "s.log").read_text()
+    finally:
+        srv.stop()
