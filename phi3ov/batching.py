@@ -123,7 +123,7 @@ class BatchedEngine(OpenVINOEngine):
         scheduler.max_num_batched_tokens = max(max_batched_tokens, max_num_seqs)
         scheduler.enable_prefix_caching = True
         self.scheduler_config = scheduler
-        self.max_concurrency = max_num_seqs  # ui.py / server.py let this many replies run at once
+        self.max_concurrency = max_num_seqs  # the chat and server.py let this many replies run at once
 
         def make_pipeline(device: str) -> Any:
             started = time.perf_counter()

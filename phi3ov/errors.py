@@ -1,6 +1,6 @@
 """Domain errors. Each says what happened and what to do next.
 
-The core raises these; the edges translate them: ui.py into `gr.Error`, api.py into an
+The core raises these; the edges translate them: the chat (ui/) into `gr.Error`, api.py into an
 OpenAI-style error object with `http_status`, cli.py into a message and an exit code.
 """
 

@@ -1,6 +1,6 @@
 """Typed settings: generation options with their ranges, and server settings.
 
-The sliders (ui.py), the API validation (api.py) and the CLI all take their bounds and
+The sliders (ui/), the API validation (api.py) and the CLI all take their bounds and
 defaults from here, so a range is written down exactly once.
 """
 
