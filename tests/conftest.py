@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["browserkit"]  # the browser fixtures (server, browser, open_chat)
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "0")

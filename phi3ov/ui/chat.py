@@ -12,10 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from .. import conversation
 from ..engine import Engine, Reply
 from ..errors import Phi3ovError
 from ..settings import GenerationOptions
+from .conversations import Chat, Store, new_chat
 
 log = logging.getLogger(__name__)
 UPDATE_INTERVAL_S = 0.033
@@ -23,12 +23,16 @@ LIVE_FIGURES_INTERVAL_S = 0.5
 
 
 class Session:
-    """Per-browser-session state: the reply in flight, the message being answered, past figures."""
+    """Per-browser-session state: the open conversation, the list it belongs to, the reply in flight."""
 
     def __init__(self) -> None:
+        self.store = Store()
+        self.chat: Chat = new_chat()  # the open conversation (listed once it has a message)
         self.reply: Reply | None = None
-        self.pending: str | None = None
-        self.generations: dict[int, dict[str, Any]] = {}  # chat index -> {"text", "generation"}
+        self.pending: str | None = None  # the message accepted, its reply not started yet
+        self.discard = False  # "Stop and discard" was pressed for the reply in flight
+        self.variants: list[dict[str, Any]] = []  # earlier replies to the message being answered again
+        self.deleted: Chat | None = None  # the last deleted conversation, until Undo or the next action
         self.folder: Path | None = None  # where this session's saved chats are written
 
     def __deepcopy__(self, memo: dict) -> Session:  # gr.State copies its initial value per session
@@ -37,11 +41,6 @@ class Session:
     @property
     def busy(self) -> bool:
         return self.reply is not None or self.pending is not None
-
-    def generation_at(self, index: int, text: str) -> dict[str, Any] | None:
-        """The figures recorded for the reply at `index`, if that reply is still the same text."""
-        entry = self.generations.get(index)
-        return entry["generation"] if entry and entry["text"] == text else None
 
 
 def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed,
@@ -63,13 +62,12 @@ def busy_status(text: str) -> str:
     return f'<span class="phi3ov-busy">{html.escape(text)}</span>'
 
 
-def stream_reply(engine: Engine, history: list[dict], system_prompt: str, options: GenerationOptions,
-                 session: Session | None = None, metrics: Any = None) -> Iterator[tuple[list[dict], str]]:
-    """Stream a reply to the last (user) message of `history`: yields (history, status).
+def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
+                 metrics: Any = None) -> Iterator[tuple[str, str, Reply]]:
+    """Stream a reply to `messages` (system prompt first, the user's message last).
 
-    `history` is never mutated; each yield is a new list with the growing reply at its end.
+    Yields (text so far, status line, reply); the last yield has the whole text and the figures.
     """
-    messages = conversation.build(system_prompt, history)
     try:
         reply = engine.chat(messages, options)
     except Phi3ovError as err:
@@ -79,7 +77,7 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
     notice = reply.fitted.notice
     if notice:
         gr.Warning(notice)
-    yield history, busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…")
+    yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
     answer, shown_at, live = "", 0.0, LiveFigures(engine, reply)
     try:
         for chunk in reply:
@@ -88,7 +86,7 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
             # and the server's work per update does not take CPU from generation.
             if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
                 shown_at = time.monotonic()
-                yield [*history, {"role": "assistant", "content": answer}], busy_status(live.update(answer))
+                yield answer, busy_status(live.update(answer)), reply
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     finally:
@@ -96,10 +94,7 @@ def stream_reply(engine: Engine, history: list[dict], system_prompt: str, option
             session.reply = None
         if metrics is not None:
             metrics.reply_done(reply)
-    final = [*history, {"role": "assistant", "content": answer}] if answer else history
-    if session is not None and answer:
-        session.generations[len(history)] = {"text": answer, "generation": generation_record(reply)}
-    yield final, figures(reply)
+    yield answer, figures(reply), reply
 
 
 class LiveFigures:
@@ -122,14 +117,6 @@ class LiveFigures:
                 parts.append(f"{(tokens - 1) / (now - self.first):.1f} tokens/s")
             self.text = " · ".join(parts)
         return self.text
-
-
-def without_reply(history: list[dict]) -> list[dict]:
-    """A copy of the history without its trailing assistant message(s)."""
-    history = list(history)
-    while history and history[-1]["role"] == "assistant":
-        history.pop()
-    return history
 
 
 def generation_record(reply: Reply) -> dict[str, Any]:

@@ -1,0 +1,358 @@
+"""What each button, box and list in the chat does. layout.py builds the components and wires them here.
+
+Every handler works on the session's open conversation (`Session.chat`), never on what the
+Chatbot sends back: the Chatbot only shows the conversation (with raw HTML as text, see
+markup.py). Each change is also handed to the browser's local storage (the `store` output),
+so a reload, a closed tab or a restarted server finds the list and the open chat as they were;
+a reply in flight is written there about once a second, marked interrupted until it ends.
+Handlers return {component: value} for what they change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .. import conversation, transcript
+from ..engine import Engine
+from ..errors import Phi3ovError
+from ..settings import BOUNDS, GenerationOptions, ServerSettings
+from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
+from .conversations import Chat, Store, new_chat, title_of
+from .markup import as_text_markup
+
+SAVE_EVERY_S = 1.0
+INTERRUPTED = "\n\n*⚠ Interrupted: the page closed before this reply finished.*"
+
+
+def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
+    """The Chatbot's value for a conversation."""
+    out = []
+    for m in chat["messages"]:
+        text = as_text_markup(m["content"])
+        if m.get("interrupted") and m is not in_flight:
+            text += INTERRUPTED
+        out.append({"role": m["role"], "content": text})
+    return out
+
+
+def remove(messages: list[dict], message: dict) -> None:
+    """Remove this very message (not an equal one) if it is there."""
+    for i, m in enumerate(messages):
+        if m is message:
+            del messages[i]
+            return
+
+
+class Actions:
+    def __init__(self, c: Any, engine: Engine, settings: ServerSettings, metrics: Any = None):
+        self.c, self.engine, self.settings, self.metrics = c, engine, settings, metrics
+        self.model_info = {"name": engine.name, "device": engine.device, "context_length": engine.context_length}
+
+    # -- what the page shows -------------------------------------------------------------------
+    def view(self, sess: Session) -> dict:
+        c, chat = self.c, sess.chat
+        listed = sess.store.get(chat["id"]) is not None
+        last = chat["messages"][-1] if chat["messages"] else {}
+        variants = last.get("variants") or []
+        return {c.chats: gr.update(choices=sess.store.listing(), value=chat["id"] if listed else None),
+                c.title: chat["title"], c.chatbot: shown(chat, sess.reply and last),
+                c.variant_nav: gr.update(visible=len(variants) > 1),
+                c.variant_label: f"{last.get('variant', 0) + 1} / {len(variants)}" if variants else "",
+                c.undo_delete: gr.update(visible=sess.deleted is not None)}
+
+    def saved(self, sess: Session) -> dict:
+        return {self.c.store: sess.store.dump()}
+
+    def buttons(self, working: bool) -> dict:
+        c = self.c
+        return {c.send: gr.update(visible=not working), c.stop: gr.update(visible=working),
+                c.discard: gr.update(visible=working)}
+
+    def settings_of(self, chat: Chat) -> dict:
+        """The system prompt and settings a conversation was last answered with (valid ones only)."""
+        c, values = self.c, chat.get("settings") or {}
+        out: dict = {c.system_prompt: chat.get("system_prompt") or self.settings.system_prompt}
+        for name, slider in zip(BOUNDS, c.sliders, strict=True):
+            with contextlib.suppress(KeyError, Phi3ovError):  # a missing or invalid value: the slider stays
+                out[slider] = getattr(GenerationOptions.parse(clamp=True, **{name: values[name]}), name)
+        if "seed" in values:
+            try:
+                seed = GenerationOptions.parse(seed=values["seed"]).seed
+                out[c.seed] = "" if seed is None else str(seed)
+            except Phi3ovError:
+                pass
+        return out
+
+    def open(self, sess: Session, chat: Chat) -> dict:
+        sess.chat = chat
+        if sess.store.get(chat["id"]) is not None:
+            sess.store.open_id = chat["id"]
+        return {**self.view(sess), **self.settings_of(chat), **self.saved(sess), self.c.status: ""}
+
+    # -- the list --------------------------------------------------------------------------------
+    def restore(self, value: Any, sess: Session) -> dict:
+        """Page load: the browser's list, and the conversation that was open."""
+        sess.store = Store.load(value)
+        chat = sess.store.get(sess.store.open_id) or sess.store.newest() or new_chat(self.settings.system_prompt)
+        return self.open(sess, chat)
+
+    def refuse_while_busy(self, sess: Session, what: str) -> None:
+        if sess.busy:
+            raise gr.Error(f"A reply is still being written: press Stop, then {what}.", title="Busy",
+                           print_exception=False)
+
+    def new(self, sess: Session) -> dict:
+        self.refuse_while_busy(sess, "start a new chat")
+        sess.deleted = None
+        sess.store.open_id = None
+        return self.open(sess, new_chat(self.settings.system_prompt))
+
+    def switch(self, chat_id: str, sess: Session) -> dict:
+        chat = sess.store.get(chat_id)
+        if sess.busy or chat is None:
+            gr.Warning("A reply is still being written: press Stop, then switch." if sess.busy
+                       else "That chat is no longer in the list.")
+            return self.view(sess)
+        sess.deleted = None
+        return self.open(sess, chat)
+
+    def rename(self, title: str, sess: Session) -> dict:
+        title = " ".join((title or "").split())[:200]
+        if not title:
+            gr.Warning("A chat needs a title: type one, then press Enter.")
+        else:
+            sess.chat["title"] = title
+        return {**self.view(sess), **self.saved(sess)}
+
+    def delete(self, sess: Session) -> dict:
+        self.refuse_while_busy(sess, "delete")
+        removed = sess.store.remove(sess.chat["id"])
+        if removed is None:  # a new chat not in the list yet: just empty it
+            sess.chat["messages"].clear()
+            return self.view(sess)
+        sess.deleted = removed
+        gr.Info(f"Deleted “{removed['title'] or 'New chat'}”. Undo delete brings it back.")
+        return self.open(sess, sess.store.newest() or new_chat(self.settings.system_prompt))
+
+    def undo_delete(self, sess: Session) -> dict:
+        if sess.busy or sess.deleted is None:
+            return self.view(sess)
+        chat, sess.deleted = sess.deleted, None
+        sess.store.keep(chat)
+        return self.open(sess, chat)
+
+    # -- sending and answering ---------------------------------------------------------------------
+    def check_message(self, text: str, system: str, *values: Any) -> None:
+        """Refuse a message that cannot be sent (busy, too long). No outputs, so nothing is lost."""
+        *numbers, sess = values
+        self.refuse_while_busy(sess, "send again")
+        if (text or "").strip():
+            try:
+                messages = conversation.build(system, sess.chat["messages"], text)
+                conversation.check_size(messages, self.settings.max_messages, self.settings.max_message_chars)
+                self.engine.prepare(messages, options_from(*numbers))
+            except Phi3ovError as err:
+                raise as_gradio_error(err) from None
+
+    def accept(self, text: str, system: str, *values: Any) -> dict:
+        """Show the message at once and keep it (an empty one is refused with a hint)."""
+        *numbers, sess = values
+        if not (text or "").strip():
+            gr.Warning("Type a message first.")
+            return {}
+        chat = sess.chat
+        if chat["messages"]:
+            chat["messages"][-1].pop("variants", None)  # the reply now answered stays as it is shown
+            chat["messages"][-1].pop("variant", None)
+        chat["messages"].append({"role": "user", "content": text})
+        chat["title"] = chat["title"] or title_of(text)
+        chat["system_prompt"] = system or ""
+        chat["settings"] = options_from(*numbers).as_dict()
+        return {self.c.textbox: "", **self.answer(sess, text)}
+
+    def answer(self, sess: Session, text: str) -> dict:
+        """The conversation ends with the user's `text`: queue its reply."""
+        sess.deleted, sess.discard, sess.pending = None, False, text
+        sess.store.keep(sess.chat)
+        running = getattr(self.engine, "running", 0) or 0
+        waiting = running >= getattr(self.engine, "max_concurrency", 1)
+        status = busy_status(f"Waiting for a free slot: {running} replies are being written…") if waiting else ""
+        return {**self.view(sess), **self.saved(sess), **self.buttons(True), self.c.status: status}
+
+    def respond(self, system: str, *values: Any) -> Iterator[dict]:
+        *numbers, sess = values
+        if sess.pending is None:  # nothing was accepted, or stopped while waiting
+            return
+        sess.pending = None
+        c, chat = self.c, sess.chat
+        try:
+            options = options_from(*numbers)
+        except Phi3ovError as err:
+            raise as_gradio_error(err) from None
+        bot: dict[str, Any] = {"role": "assistant", "content": "", "interrupted": True}
+        saved_at, status, reply = time.monotonic(), "", None
+        try:
+            messages = conversation.build(system, chat["messages"])
+            for answer, status, reply in stream_reply(self.engine, messages, options, sess, self.metrics):  # noqa: B007
+                if answer and not sess.discard and not any(m is bot for m in chat["messages"]):
+                    chat["messages"].append(bot)
+                bot["content"] = answer
+                out = {c.chatbot: shown(chat, bot), c.status: status}
+                if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                    saved_at = time.monotonic()
+                    out.update(self.saved(sess))
+                yield out
+        except gr.Error:
+            bot.pop("interrupted", None)  # what was written stays, as a finished (failed) reply
+            sess.variants = []
+            yield {c.chatbot: shown(chat), **self.saved(sess)}
+            raise
+        bot.pop("interrupted", None)
+        if sess.discard:
+            remove(chat["messages"], bot)
+            sess.discard = False
+            status = ""
+        elif bot["content"]:
+            bot["generation"] = generation_record(reply)
+            if sess.variants:
+                bot["variants"] = [*sess.variants, {"content": bot["content"], "generation": bot["generation"]}]
+                bot["variant"] = len(bot["variants"]) - 1
+        elif sess.variants:  # stopped before any text: the earlier reply comes back
+            old = sess.variants[-1]
+            chat["messages"].append({"role": "assistant", **old, "variants": sess.variants,
+                                     "variant": len(sess.variants) - 1} if len(sess.variants) > 1
+                                    else {"role": "assistant", **old})
+        sess.variants = []
+        sess.store.keep(chat)
+        yield {**self.view(sess), **self.saved(sess), c.status: status}
+
+    def stop(self, sess: Session) -> None:
+        sess.pending = None  # a reply still waiting in line never starts
+        if sess.reply is not None:
+            sess.reply.stop()
+
+    def discard_reply(self, sess: Session) -> dict:
+        """Stop and discard: the reply goes, the message goes back into the box."""
+        if not sess.busy:
+            return {}
+        sess.discard, sess.pending = True, None
+        if sess.reply is not None:
+            sess.reply.stop()
+        messages = sess.chat["messages"]
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        text = messages.pop()["content"] if messages and messages[-1]["role"] == "user" else ""
+        sess.variants = []
+        return {self.c.textbox: text, **self.view(sess), **self.saved(sess), self.c.status: ""}
+
+    def regenerate(self, sess: Session) -> dict:
+        """Answer the last message again; the reply it had stays reachable (‹ 1/2 ›)."""
+        self.refuse_while_busy(sess, "regenerate")
+        messages = sess.chat["messages"]
+        if messages and messages[-1]["role"] == "assistant":
+            old = messages.pop()
+            sess.variants = old.get("variants") or [{"content": old["content"], "generation": old.get("generation")}]
+        if not messages:
+            gr.Warning("There is no message to answer again.")
+            return {}
+        return self.answer(sess, messages[-1]["content"])
+
+    def show_variant(self, step: int, sess: Session) -> dict:
+        messages = sess.chat["messages"]
+        last = messages[-1] if messages else {}
+        if sess.busy or len(last.get("variants") or []) < 2:
+            return self.view(sess)
+        last["variant"] = min(max(last["variant"] + step, 0), len(last["variants"]) - 1)
+        chosen = last["variants"][last["variant"]]
+        last["content"], last["generation"] = chosen["content"], chosen.get("generation")
+        return {**self.view(sess), **self.saved(sess)}
+
+    def edit(self, evt: gr.EditData, sess: Session) -> dict:
+        """A user message edited in place: the turns after it go, and it is answered again."""
+        messages = sess.chat["messages"]
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        text = evt.value if isinstance(evt.value, str) else conversation.text_of(evt.value)
+        if sess.busy or not isinstance(index, int) or not 0 <= index < len(messages) \
+                or messages[index]["role"] != "user" or not text.strip():
+            gr.Warning("Press Stop first." if sess.busy else "Only a message you wrote can be edited, and not to empty.")
+            return self.view(sess)  # the Chatbot shows the conversation as it was
+        del messages[index:]
+        messages.append({"role": "user", "content": text})
+        sess.variants = []
+        return self.answer(sess, text)
+
+    def undo(self, sess: Session) -> dict:
+        self.refuse_while_busy(sess, "undo")
+        messages = sess.chat["messages"]
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        text = messages.pop()["content"] if messages else ""
+        return {**self.view(sess), **self.saved(sess), self.c.textbox: text, self.c.status: ""}
+
+    def clear(self, sess: Session) -> dict:
+        if sess.busy:  # the Chatbot's own Clear has already emptied the screen: show the chat again
+            gr.Warning("A reply is still being written: press Stop, then clear.")
+            return self.view(sess)
+        sess.chat["messages"].clear()
+        return {**self.view(sess), **self.saved(sess), self.c.textbox: "", self.c.status: "",
+                self.c.downloads: gr.update(visible=False)}
+
+    def example(self, evt: gr.SelectData, sess: Session) -> dict:
+        if sess.busy:  # examples show only on an empty chat, so this is a rare race
+            gr.Warning("A reply is still being written: press Stop first.")
+            return {}
+        text = evt.value["text"] if isinstance(evt.value, dict) else str(evt.value)
+        sess.chat["messages"].append({"role": "user", "content": text})
+        sess.chat["title"] = sess.chat["title"] or title_of(text)
+        return self.answer(sess, text)
+
+    # -- saved files -------------------------------------------------------------------------------
+    def save(self, system: str, *values: Any) -> dict:
+        *numbers, sess = values
+        messages = [{k: v for k, v in m.items() if k in ("role", "content", "generation") and v is not None}
+                    for m in sess.chat["messages"]]
+        if not messages:
+            raise gr.Error("The chat is empty: there is nothing to save yet.", title="Nothing to save",
+                           print_exception=False)
+        try:
+            chat_settings = options_from(*numbers).as_dict()
+        except Phi3ovError as err:
+            raise as_gradio_error(err) from None
+        saved = transcript.Transcript(messages, system or "", chat_settings, self.model_info)
+        if sess.folder is None:
+            sess.folder = Path(tempfile.mkdtemp(prefix="phi3ov-chat-"))
+        shutil.rmtree(sess.folder, ignore_errors=True)
+        md, js = transcript.save(saved, sess.folder, stem=f"phi3ov-chat-{time.strftime('%Y%m%d-%H%M%S')}")
+        return {self.c.downloads: gr.update(visible=True), self.c.save_md: str(md), self.c.save_json: str(js)}
+
+    def read(self, data: bytes, sess: Session) -> transcript.Transcript:
+        """Check an uploaded file; a bad one is refused here, before anything on screen changes."""
+        self.refuse_while_busy(sess, "load a chat")
+        try:
+            return transcript.from_json(data or b"")
+        except Phi3ovError as err:
+            raise gr.Error(f"Could not load this chat: {err} The current chat is unchanged.",
+                           title="Not a saved chat", print_exception=False) from None
+
+    def load(self, loaded: transcript.Transcript, sess: Session) -> dict:
+        """A saved chat opens as a new conversation in the list."""
+        chat = new_chat(loaded.system_prompt or self.settings.system_prompt, loaded.settings)
+        chat["messages"] = [{k: v for k, v in m.items() if k in ("role", "content", "generation")}
+                            for m in loaded.messages]
+        first = next((m["content"] for m in loaded.messages if m["role"] == "user"), "")
+        chat["title"] = title_of(first) or "Loaded chat"
+        sess.store.keep(chat)
+        note = f"Loaded a chat of {len(loaded.messages)} messages"
+        if loaded.model.get("name"):
+            note += f" with {loaded.model['name']}"
+        gr.Info(note + ".")
+        when = loaded.saved_at.replace("T", " ").replace("+00:00", " UTC") if loaded.saved_at else ""
+        return {**self.open(sess, chat), self.c.status: note + (f", saved {when}." if when else ".")}

@@ -1,0 +1,246 @@
+"""The chat people keep open: conversations kept in the browser, editing, both stop modes, Arabic.
+
+The real app and model in Chromium (fixtures in browserkit.py). Each browser context is one
+browser profile with its own local storage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from browserkit import LONG_PROMPT, Chat, screenshots_dir, start_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ARABIC = "مرحبا! اكتب جملة قصيرة عن القاهرة."
+ENGLISH = "Hello! Write one short sentence about Cairo."
+ARABIC_REPLY = ("القاهرة هي عاصمة مصر وأكبر مدنها، وتقع على ضفاف نهر النيل.\n\n"
+                "- الأهرامات في الجيزة\n- المتحف المصري\n\n```python\nprint(\"Cairo\")\n```")
+
+
+def chats(chat: Chat) -> list[str]:
+    return chat.page.locator("#chats label").all_inner_texts()
+
+
+def wait_chats(chat: Chat, count: int) -> list[str]:
+    chat.page.wait_for_function(f"document.querySelectorAll('#chats label').length === {count}", timeout=15000)
+    return chats(chat)
+
+
+def reload(chat: Chat) -> None:
+    chat.page.reload()
+    chat.box.wait_for()
+
+
+def wait_text(chat: Chat, text: str) -> None:
+    chat.page.get_by_test_id("user").filter(has_text=text).first.wait_for(timeout=15000)
+
+
+def wait_streaming(chat: Chat, chars: int = 40) -> None:
+    chat.page.wait_for_function(
+        f"(document.querySelector('[data-testid=\"bot\"]')?.innerText || '').length > {chars}", timeout=60000)
+
+
+def test_reload_and_restart_keep_the_list_the_open_chat_and_its_settings(open_chat, tmp_path_factory):
+    srv = start_server(tmp_path_factory)  # its own server, restarted on the same port below
+    try:
+        chat = open_chat(srv.url)
+        chat.settings(max_new_tokens=12, system_prompt="You are a pirate.")
+        chat.send("First chat: hello")
+        chat.page.locator("#new-chat").click()
+        chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 0", timeout=5000)
+        chat.settings(system_prompt="You are a poet.")
+        chat.send("Second chat: hello")
+        assert wait_chats(chat, 2) == ["Second chat: hello", "First chat: hello"]  # newest first
+        first_reply = None
+
+        reload(chat)  # a reload brings back the list and the open chat
+        assert wait_chats(chat, 2) == ["Second chat: hello", "First chat: hello"]
+        wait_text(chat, "Second chat: hello")
+        assert chat.users() == ["Second chat: hello"] and len(chat.bots()) == 1
+        chat.page.locator("#chats label").filter(has_text="First chat").click()  # switch
+        wait_text(chat, "First chat: hello")
+        first_reply = chat.bots()
+        assert chat.users() == ["First chat: hello"] and len(first_reply) == 1
+        chat.settings()
+        assert chat.page.locator("#system-prompt textarea").input_value() == "You are a pirate."
+        assert chat.page.locator("#max-new-tokens input[type=number]").input_value() == "12"
+
+        srv.stop()  # a restarted server still reads what the browser keeps (the key is in the cache folder)
+        srv.start()
+        chat.page.close()  # a closed tab, then a new one
+        chat.page = chat.context.new_page()
+        chat.page.on("console", chat._console)
+        chat.page.goto(srv.url)
+        chat.box = chat.page.locator("#message textarea")
+        chat.box.wait_for()
+        assert wait_chats(chat, 2)[1] == "First chat: hello"
+        wait_text(chat, "First chat: hello")  # the chat that was open
+        assert chat.bots() == first_reply
+
+        other = open_chat(srv.url)  # another browser profile never sees this list
+        time.sleep(1)
+        assert chats(other) == [] and other.users() == []
+    finally:
+        srv.stop()
+
+
+def test_a_reply_cut_short_by_a_reload_keeps_its_text_marked_interrupted(open_chat):
+    chat = open_chat()
+    chat.settings(seed=1)
+    chat.send(LONG_PROMPT, wait=False)
+    wait_streaming(chat, 80)
+    time.sleep(1.5)  # the reply in flight is written to the browser about once a second
+    partial = chat.bots()[0]
+    reload(chat)
+    # Leaving a page mid-stream makes Gradio's client log its aborted connection: expected here.
+    chat.errors[:] = [e for e in chat.errors if "AbortError" not in e and "Connection errored out" not in e]
+    wait_text(chat, LONG_PROMPT)
+    kept = chat.bots()[0]
+    assert "Interrupted" in kept
+    assert kept.split("⚠")[0].strip()[:60] == partial.strip()[:60]  # the text written so far is there
+
+
+def test_rename_delete_undo_and_switch(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=8)
+    chat.send("Alpha question")
+    chat.page.locator("#new-chat").click()
+    chat.send("Beta question")
+    assert wait_chats(chat, 2) == ["Beta question", "Alpha question"]
+
+    title = chat.page.locator("#chat-title input")
+    title.fill("My renamed chat")
+    title.press("Enter")
+    chat.page.wait_for_function(
+        "[...document.querySelectorAll('#chats label')].some(l => l.innerText.includes('My renamed chat'))",
+        timeout=5000)
+    assert chats(chat) == ["My renamed chat", "Alpha question"]
+
+    chat.page.locator("#delete-chat").click()
+    assert wait_chats(chat, 1) == ["Alpha question"]
+    wait_text(chat, "Alpha question")  # the next chat opens
+    chat.page.locator("#undo-delete").click()
+    assert wait_chats(chat, 2)[0] == "My renamed chat"
+    wait_text(chat, "Beta question")
+
+    reload(chat)  # the rename and the undone delete were kept
+    assert sorted(wait_chats(chat, 2)) == ["Alpha question", "My renamed chat"]
+
+
+def test_edit_resends_and_regenerate_keeps_the_earlier_reply(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=16)
+    chat.send("Name a colour.")
+    chat.send("Name a fruit.")
+    first = chat.bots()[1]
+
+    chat.page.locator("#regenerate").click()
+    chat.page.locator("#variant-label").get_by_text("2 / 2").wait_for(timeout=15000)
+    chat.wait_idle()
+    second = chat.bots()[1]
+    chat.page.locator("#older-reply").click()
+    chat.page.locator("#variant-label").get_by_text("1 / 2").wait_for(timeout=5000)
+    chat.page.wait_for_function(f"document.querySelectorAll('[data-testid=\"bot\"]')[1].innerText === {first!r}",
+                                timeout=5000)
+    chat.page.locator("#newer-reply").click()
+    chat.page.wait_for_function(f"document.querySelectorAll('[data-testid=\"bot\"]')[1].innerText === {second!r}",
+                                timeout=5000)
+
+    # Editing the first message drops the turns after it and answers the edit.
+    chat.page.get_by_test_id("user").first.hover()
+    chat.page.locator('#chatbot button[aria-label="Edit"]').first.click()
+    chat.page.locator("#chatbot textarea").fill("Name an animal.")
+    chat.page.locator('#chatbot button[aria-label="Submit"]').click()
+    chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 1", timeout=10000)
+    chat.wait_idle()
+    assert chat.users() == ["Name an animal."] and len(chat.bots()) == 1
+    assert not chat.page.locator("#variant-nav").is_visible()
+    reload(chat)
+    wait_text(chat, "Name an animal.")
+    assert chat.users() == ["Name an animal."]
+
+
+def test_stop_and_discard_removes_the_reply_and_puts_the_message_back(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=8)
+    chat.send("Hi")
+    chat.settings(max_new_tokens=1024, seed=1)
+    chat.send(LONG_PROMPT, wait=False)
+    wait_streaming(chat, 40) if len(chat.bots()) > 1 else chat.page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"bot\"]').length === 2", timeout=60000)
+    chat.page.locator("#stop-discard").click()
+    chat.wait_idle()
+    assert chat.users() == ["Hi"] and len(chat.bots()) == 1
+    assert chat.box.input_value() == LONG_PROMPT
+    reload(chat)  # the discarded turn is gone from what the browser keeps too
+    wait_text(chat, "Hi")
+    assert chat.users() == ["Hi"]
+    chat.settings(max_new_tokens=8)
+    chat.send("Hello again")  # the engine is free: the next message is answered
+    assert len(chat.bots()) == 2
+
+
+def test_arabic_reads_right_to_left_beside_english(browser, server):
+    chat = Chat(browser, server.url, locale="ar")
+    try:
+        assert chat.page.locator("#send").inner_text() == "إرسال"  # the interface follows the browser's language
+        chat.box.fill(ARABIC)
+        assert chat.box.evaluate("e => getComputedStyle(e).direction") == "rtl"  # the box follows what is typed
+        chat.box.fill("")
+        saved = {"messages": [{"role": "user", "content": ARABIC}, {"role": "assistant", "content": ARABIC_REPLY}]}
+        chat.load_file(name="arabic.json", data=json.dumps(saved).encode())
+        wait_text(chat, "مرحبا")
+        chat.settings(max_new_tokens=24, temperature=0)
+        chat.page.locator("#settings .label-wrap").first.click()  # fold the settings again
+        chat.send(ENGLISH)
+        # Where each message's first character sits: at the right edge of its paragraph when the
+        # paragraph reads right to left, at the left edge otherwise.
+        messages = chat.page.evaluate("""() => [...document.querySelectorAll('#chatbot .message-content')].map(e => {
+            const p = e.querySelector('p'), r = document.createRange(), text = p.firstChild;
+            r.setStart(text, 0); r.setEnd(text, 1);
+            const ch = r.getClientRects()[0], box = p.getBoundingClientRect();
+            const items = [...e.querySelectorAll('li')].map(li => getComputedStyle(li).direction);
+            const code = e.querySelector('pre code');
+            return {dir: getComputedStyle(e).direction, text: e.innerText.slice(0, 20), items,
+                    code: code ? getComputedStyle(code).direction : null,
+                    atRight: Math.abs(box.right - ch.right) <= 2, atLeft: Math.abs(ch.left - box.left) <= 2}; })""")
+        assert len(messages) == 4, messages
+        for arabic in messages[:2]:  # the Arabic message and its reply
+            assert arabic["dir"] == "rtl" and arabic["atRight"] and not arabic["atLeft"], arabic
+        assert messages[1]["items"] == ["rtl", "rtl"] and messages[1]["code"] == "ltr"  # lists follow, code stays LTR
+        english, reply = messages[2], messages[3]
+        assert english["dir"] == "ltr" and english["atLeft"], english  # beside them, left to right
+        first_letter = next(ch for ch in reply["text"] if ch.isalpha())  # the model picks the reply's language
+        assert reply["dir"] == ("rtl" if "\u0600" <= first_letter <= "\u06ff" else "ltr"), reply
+        chat.page.locator(".toast-body").first.wait_for(state="detached", timeout=15000)
+        chat.page.screenshot(path=screenshots_dir() / "arabic.png")
+        assert not chat.errors, chat.errors
+    finally:
+        chat.close()
+
+
+def test_the_chat_says_when_it_waits_for_a_free_slot(browser, tmp_path_factory):
+    srv = start_server(tmp_path_factory, "--max-num-seqs", "1")
+    first = second = None
+    try:
+        first, second = Chat(browser, srv.url), Chat(browser, srv.url)
+        first.settings(seed=1)
+        first.send(LONG_PROMPT, wait=False)
+        wait_streaming(first, 20)
+        second.settings(max_new_tokens=8)
+        second.send("Hello", wait=False)
+        second.page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('Waiting for a free slot')", timeout=10000)
+        first.page.locator("#stop").click()
+        second.wait_idle()
+        assert len(second.bots()) == 1 and re.search(r"tokens/s", second.status())
+        assert not first.errors and not second.errors, first.errors + second.errors
+    finally:
+        for chat in (first, second):
+            if chat is not None:
+                chat.close()
+        srv.stop()
