@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .errors import Phi3ovError
 
@@ -63,6 +64,9 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "(default 1024; longer prompts are split into chunks of this size between decode steps).")
     parser.add_argument("--kv-cache-gb", type=float, help="Most memory the continuous-batching KV cache may take, in GB "
                         "(default: enough for --max-num-seqs whole contexts, at most 2 GB or a quarter of the free memory).")
+    parser.add_argument("--models-dir", type=Path, help="More model folders for the model menu (env PHI3OV_MODELS_DIR).")
+    parser.add_argument("--models", action="append", help="The model menu lists only these names or folders "
+                        "(comma-separated or repeated; env PHI3OV_MODELS; default: every model found).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
                         "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 
@@ -74,7 +78,11 @@ def settings_from(args: argparse.Namespace):
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
         "max_message_chars", "request_timeout", "drain_seconds", "kv_cache_gb", "context_length",
-        "remote_api_key", "engine", "prompt_lookup")}
+        "remote_api_key", "engine", "prompt_lookup", "models_dir")}
+    if getattr(args, "models", None):
+        from .settings import parse_models
+
+        overrides["models"] = parse_models(args.models)
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config
 

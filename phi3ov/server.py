@@ -28,6 +28,15 @@ def create_engine(settings: ServerSettings) -> Engine:
         return RemoteEngine(settings.base_url, model=settings.remote_model or settings.model,
                             api_key=settings.remote_api_key, context_length=settings.context_length)
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
+    engine = make_engine(settings, ref)
+    from .switching import switchable
+
+    return switchable(engine, ref, lambda other: make_engine(settings, other), settings.cache_dir,
+                      settings.models_dir, settings.models, settings.context_length)
+
+
+def make_engine(settings: ServerSettings, ref: models.ModelRef) -> Engine:
+    """The local engine for one model folder."""
     doctor.diagnose(ref.path).raise_if_not_servable()  # every folder served has passed doctor
     properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
     if settings.engine == "single":

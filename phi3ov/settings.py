@@ -189,6 +189,8 @@ class ServerSettings:
     kv_cache_gb: float | None = None  # None: sized to the model, --max-num-seqs and the memory available
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
     cache_dir: Path = field(default_factory=default_cache_dir)
+    models_dir: Path | None = None  # more model folders for the model menu
+    models: tuple[str, ...] = ()  # the model menu lists only these names or folders (empty: every one found)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServerSettings:
@@ -232,6 +234,8 @@ class ServerSettings:
             ("remote_api_key", "PHI3OV_REMOTE_API_KEY", str),
             ("engine", "PHI3OV_ENGINE", str),
             ("ov_config", "PHI3OV_OV_CONFIG", parse_ov_config),
+            ("models_dir", "PHI3OV_MODELS_DIR", Path),
+            ("models", "PHI3OV_MODELS", parse_models),
         ):
             if env.get(name):
                 values[key] = conv(env[name])
@@ -253,6 +257,12 @@ class ServerSettings:
 
 
 ENGINES = ("batched", "single")
+
+
+def parse_models(text: str | list[str] | tuple) -> tuple[str, ...]:
+    """--models a,b or --models a --models b: names or folders."""
+    items = [text] if isinstance(text, str) else list(text)
+    return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
 
 
 def parse_ov_config(text: str | list[str] | tuple) -> tuple[tuple[str, str], ...]:

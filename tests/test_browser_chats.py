@@ -244,3 +244,29 @@ def test_the_chat_says_when_it_waits_for_a_free_slot(browser, tmp_path_factory):
             if chat is not None:
                 chat.close()
         srv.stop()
+
+
+def test_the_model_menu_switches_models_and_keeps_the_conversation(open_chat, bundled_ref, tmp_path_factory):
+    from test_models_menu import hardlinked_copy
+
+    root = tmp_path_factory.mktemp("models")
+    hardlinked_copy(bundled_ref.path, root / "smol-copy", "smol-copy")
+    srv = start_server(tmp_path_factory, "--models-dir", str(root))
+    try:
+        chat = open_chat(srv.url)
+        chat.settings(max_new_tokens=8)
+        chat.send("Hello")
+        menu = chat.page.locator("#model input")
+        menu.click()
+        chat.page.get_by_role("option", name="smol-copy").click()
+        chat.page.locator("#header").get_by_text("smol-copy").wait_for(timeout=60000)
+        chat.toast("Now serving smol-copy").wait_for(timeout=30000)
+        assert chat.users() == ["Hello"] and len(chat.bots()) == 1  # the conversation stays
+        chat.send("And again")
+        assert len(chat.bots()) == 2
+        import urllib.request
+
+        with urllib.request.urlopen(f"{srv.url}/health", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        srv.stop()

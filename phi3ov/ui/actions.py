@@ -27,6 +27,7 @@ from ..settings import BOUNDS, GenerationOptions, ServerSettings
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .conversations import Chat, Store, new_chat, title_of
 from .markup import as_text_markup
+from .page import header_html
 
 SAVE_EVERY_S = 1.0
 INTERRUPTED = "\n\n*⚠ Interrupted: the page closed before this reply finished.*"
@@ -54,7 +55,6 @@ def remove(messages: list[dict], message: dict) -> None:
 class Actions:
     def __init__(self, c: Any, engine: Engine, settings: ServerSettings, metrics: Any = None):
         self.c, self.engine, self.settings, self.metrics = c, engine, settings, metrics
-        self.model_info = {"name": engine.name, "device": engine.device, "context_length": engine.context_length}
 
     # -- what the page shows -------------------------------------------------------------------
     def view(self, sess: Session) -> dict:
@@ -66,7 +66,8 @@ class Actions:
                 c.title: chat["title"], c.chatbot: shown(chat, sess.reply and last),
                 c.variant_nav: gr.update(visible=len(variants) > 1),
                 c.variant_label: f"{last.get('variant', 0) + 1} / {len(variants)}" if variants else "",
-                c.undo_delete: gr.update(visible=sess.deleted is not None)}
+                c.undo_delete: gr.update(visible=sess.deleted is not None),
+                c.header: header_html(self.engine), c.model: gr.update(value=self.engine.name)}
 
     def saved(self, sess: Session) -> dict:
         return {self.c.store: sess.store.dump()}
@@ -314,6 +315,28 @@ class Actions:
         sess.chat["title"] = sess.chat["title"] or title_of(text)
         return self.answer(sess, text)
 
+    # -- the model menu --------------------------------------------------------------------------
+    def model_choices(self) -> dict:
+        return {self.c.model: gr.update(choices=[m.name for m in self.engine.models()], value=self.engine.name)}
+
+    def pick_model(self, name: str, sess: Session) -> dict:
+        """Refuse at once what cannot switch; otherwise say that the model is loading."""
+        if name == self.engine.name:
+            return {}
+        self.refuse_while_busy(sess, "switch models")
+        gr.Info(f"Loading {name}… The conversation stays as it is.")
+        return {self.c.status: busy_status(f"Loading {name}…")}
+
+    def switch_model(self, name: str, sess: Session) -> dict:
+        if name != self.engine.name:
+            try:
+                seconds = self.engine.switch(name)
+            except Phi3ovError as err:
+                gr.Warning(f"{err} Still serving {self.engine.name}.")
+                return {**self.view(sess), self.c.status: ""}
+            gr.Info(f"Now serving {name} (loaded in {seconds:.1f} s).")
+        return {**self.view(sess), self.c.status: ""}
+
     # -- saved files -------------------------------------------------------------------------------
     def save(self, system: str, *values: Any) -> dict:
         *numbers, sess = values
@@ -326,7 +349,8 @@ class Actions:
             chat_settings = options_from(*numbers).as_dict()
         except Phi3ovError as err:
             raise as_gradio_error(err) from None
-        saved = transcript.Transcript(messages, system or "", chat_settings, self.model_info)
+        model = {"name": self.engine.name, "device": self.engine.device, "context_length": self.engine.context_length}
+        saved = transcript.Transcript(messages, system or "", chat_settings, model)
         if sess.folder is None:
             sess.folder = Path(tempfile.mkdtemp(prefix="phi3ov-chat-"))
         shutil.rmtree(sess.folder, ignore_errors=True)

@@ -10,6 +10,7 @@ import gradio as gr
 
 EN = {
     "chats": "Chats",
+    "model": "Model",
     "new_chat": "+ New chat",
     "title": "Title",
     "title_info": "Enter renames this chat.",
@@ -43,6 +44,7 @@ EN = {
 
 AR = {
     "chats": "المحادثات",
+    "model": "النموذج",
     "new_chat": "+ محادثة جديدة",
     "title": "العنوان",
     "title_info": "اضغط Enter لإعادة تسمية المحادثة.",

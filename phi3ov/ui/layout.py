@@ -13,10 +13,8 @@ what was written; Stop and discard drops it and puts the message back in the box
 from __future__ import annotations
 
 import dataclasses
-import html
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -28,10 +26,10 @@ from ..settings import BOUNDS, EXAMPLES, SEED_MAX, ServerSettings
 from .actions import Actions
 from .chat import Session, as_gradio_error, options_from, stream_reply
 from .conversations import STORAGE_KEY, browser_key
-from .i18n import I18N, t
+from .i18n import t
+from .page import header_html
 
 log = logging.getLogger(__name__)
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 PRIVATE = dict(api_visibility="private")
 
 
@@ -54,7 +52,11 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
             with gr.Row():
                 c.delete = gr.Button(t("delete"), size="sm", variant="stop", elem_id="delete-chat")
                 c.undo_delete = gr.Button(t("undo_delete"), size="sm", visible=False, elem_id="undo-delete")
-        gr.HTML(header_html(engine), elem_id="header")
+        with gr.Row(elem_id="header-row", equal_height=True):
+            c.header = gr.HTML(header_html(engine), elem_id="header")
+            names = [m.name for m in engine.models()] if hasattr(engine, "models") else [engine.name]
+            c.model = gr.Dropdown(names, value=engine.name, label=t("model"), elem_id="model", scale=0,
+                                  min_width=240, visible=hasattr(engine, "models"), interactive=True)
         c.chatbot = gr.Chatbot(
             label="Chat", show_label=False, height="60vh", buttons=["copy", "copy_all"],
             feedback_options=None, elem_id="chatbot", editable="user",
@@ -112,7 +114,7 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     """Connect the events. A check with no outputs runs first where a refusal must change nothing;
     checks go through the queue (an error raised outside it reaches the page as a bare HTTP 500)."""
     generation = [c.system_prompt, *c.sliders, c.seed, c.lookup]
-    view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete]
+    view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete, c.header, c.model]
     every = [*view, c.store, c.status, c.textbox, c.send, c.stop, c.discard, c.system_prompt, *c.sliders, c.seed,
              c.downloads]
     respond = dict(fn=do.respond, inputs=[*generation, c.session], outputs=every,
@@ -143,6 +145,9 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     c.load.upload(do.read, [c.load, c.session], [uploaded], **PRIVATE).success(
         do.load, [uploaded, c.session], **quick)
     demo.load(do.restore, [c.store, c.session], every, **PRIVATE)
+    c.model.focus(do.model_choices, None, [c.model], queue=False, **PRIVATE)
+    c.model.input(do.pick_model, [c.model, c.session], [c.status], **check).success(
+        do.switch_model, [c.model, c.session], every, concurrency_limit=1, concurrency_id="switch", **PRIVATE)
 
 
 def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
@@ -174,28 +179,3 @@ def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
             yield [*history, {"role": "assistant", "content": answer}] if answer else history
 
     return chat
-
-
-def header_html(engine: Engine) -> str:
-    logo = ASSETS / "logo.svg"
-    img = ""
-    if logo.exists():
-        import base64
-
-        img = f'<img alt="" src="data:image/svg+xml;base64,{base64.b64encode(logo.read_bytes()).decode()}">'
-    return (
-        f'<div class="phi3ov-header">{img}<div><h1>phi3ov</h1>'
-        f'<span class="phi3ov-model">{html.escape(engine.name)} · {html.escape(engine.device)} · '
-        f"{engine.context_length} tokens of context</span></div></div>"
-    )
-
-
-def launch_kwargs() -> dict[str, Any]:
-    """Theme, css and favicon for `launch()` (Gradio 6 takes them there)."""
-    css = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else None
-    kwargs: dict[str, Any] = {"theme": gr.themes.Soft(primary_hue="blue"), "css": css, "i18n": I18N}
-    if (ASSETS / "head.html").exists():
-        kwargs["head"] = (ASSETS / "head.html").read_text()
-    if (ASSETS / "logo.svg").exists():
-        kwargs["favicon_path"] = str(ASSETS / "logo.svg")
-    return kwargs

@@ -1,0 +1,68 @@
+"""The model menu: what this machine can serve, and switching the served model (real engines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from phi3ov.catalog import available
+
+
+def hardlinked_copy(src: Path, dest: Path, name: str) -> Path:
+    """A second model folder without copying the weights: hard links, and its own name."""
+    shutil.copytree(src, dest, copy_function=os.link)
+    sidecar = dest / "phi3ov.json"
+    data = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    sidecar.unlink(missing_ok=True)  # a new file, not a write through the link into the original
+    sidecar.write_text(json.dumps({**data, "name": name}))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def models_dir(bundled_ref, tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    hardlinked_copy(bundled_ref.path, root / "team" / "smol-copy", "smol-copy")
+    (root / "broken").mkdir()
+    (root / "broken" / "openvino_model.xml").write_text("<net/>")  # incomplete: not listed
+    return root
+
+
+def test_the_catalog_lists_the_served_model_first_then_what_is_found(bundled_ref, models_dir, tmp_path):
+    choices = available(tmp_path, models_dir, (), (bundled_ref.name, bundled_ref.path))
+    assert [c.name for c in choices] == [bundled_ref.name, "smol-copy"]
+    assert choices[1].where == "--models-dir" and choices[1].path == (models_dir / "team" / "smol-copy").resolve()
+    only = available(tmp_path, models_dir, ("no-such-model",), (bundled_ref.name, bundled_ref.path))
+    assert [c.name for c in only] == [bundled_ref.name]  # --models restricts; the served one stays
+
+
+def test_switching_keeps_one_model_resident_and_refuses_while_a_reply_runs(bundled_ref, models_dir, tmp_path, greedy):
+    from phi3ov.errors import BadOptions, ModelNotFound
+    from phi3ov.server import make_engine
+    from phi3ov.settings import ServerSettings
+    from phi3ov.switching import switchable
+
+    settings = ServerSettings(cache_dir=tmp_path, models_dir=models_dir, max_num_seqs=2)
+    engine = switchable(make_engine(settings, bundled_ref), bundled_ref, lambda ref: make_engine(settings, ref),
+                        tmp_path, models_dir, (), None)
+    try:
+        before = "".join(engine.chat([{"role": "user", "content": "Say hi."}], greedy))
+        first = engine.current
+        reply = engine.chat([{"role": "user", "content": "Write a long story."}], greedy)
+        stream = iter(reply)
+        next(stream)
+        with pytest.raises(BadOptions, match="being written"):
+            engine.switch("smol-copy")
+        stream.close()
+        with pytest.raises(ModelNotFound):
+            engine.switch("no-such-model")
+        engine.switch("smol-copy")
+        assert engine.name == "smol-copy" and engine.current is not first
+        assert first._closed  # the first model was closed before the second loaded
+        after = "".join(engine.chat([{"role": "user", "content": "Say hi."}], greedy))
+        assert after == before  # the same weights answer the same way
+    finally:
+        engine.close()
