@@ -183,6 +183,13 @@ def _check_model_ir(folder: Path, report: Report) -> Check:
     return Check("model IR", "ok", f"{MODEL_XML} + .bin, {_size([xml, bin_])}; weights {precision_summary(counts)}")
 
 
+def reason(err: BaseException) -> str:
+    """The line of an OpenVINO error that says what is wrong (not the `Exception from file:line` ones)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    said = [line for line in lines if not line.startswith("Exception from ")]
+    return (said or lines)[0][:200]
+
+
 def _has_hf_tokenizer(folder: Path) -> bool:
     return any((folder / f).exists() for f in HF_TOKENIZER_FILES)
 
@@ -201,7 +208,7 @@ def _check_tokenizer_ir(folder: Path):
 
         tokenizer = ov_genai.Tokenizer(str(folder))
     except Exception as err:  # noqa: BLE001 - any load failure is the finding
-        return Check("tokenizer IR", "fail", f"OpenVINO GenAI cannot load it: {str(err).strip().splitlines()[0][:200]}",
+        return Check("tokenizer IR", "fail", f"OpenVINO GenAI cannot load it: {reason(err)}",
                      "Re-export with `phi3ov export`" + (f", or `phi3ov doctor {folder} --fix`" if _has_hf_tokenizer(folder) else ""),
                      FIX_TOKENIZER if _has_hf_tokenizer(folder) else None), None
     return Check("tokenizer IR", "ok", f"{TOKENIZER}.xml + {DETOKENIZER}.xml"), tokenizer
@@ -224,7 +231,7 @@ def _check_chat_template(folder: Path, tokenizer) -> tuple[Check, str | None]:
         history = ov_genai.ChatHistory([{"role": "user", "content": "Hi"}])
         prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True)
     except Exception as err:  # noqa: BLE001
-        return Check("chat template", "fail", f"OpenVINO GenAI cannot apply it: {str(err).strip().splitlines()[0][:200]}",
+        return Check("chat template", "fail", f"OpenVINO GenAI cannot apply it: {reason(err)}",
                      "Re-export with `phi3ov export` (it writes a template OpenVINO GenAI can read)."), template
     markers = [m for m in ("<|user|>", "<|im_start|>", "<|start_header_id|>", "<start_of_turn>") if m in prompt]
     return Check("chat template", "ok", f"{len(template)} characters" + (f", turns marked by {markers[0]}" if markers else "")), template
