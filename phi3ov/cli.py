@@ -63,6 +63,11 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         "(default 1024; longer prompts are split into chunks of this size between decode steps).")
     parser.add_argument("--kv-cache-gb", type=float, help="Most memory the continuous-batching KV cache may take, in GB "
                         "(default: enough for --max-num-seqs whole contexts, at most 2 GB or a quarter of the free memory).")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="Let web pages from this origin "
+                        "(e.g. https://app.example.com) call the API from a browser; repeatable or comma-separated "
+                        "(env PHI3OV_CORS_ORIGIN). Default: no cross-origin access.")
+    parser.add_argument("--log-prompts", action="store_true", default=None, help="Log each request's messages "
+                        "(one INFO line, JSON). Default: logs never contain message text (env PHI3OV_LOG_PROMPTS=1).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
                         "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 
@@ -74,11 +79,15 @@ def settings_from(args: argparse.Namespace):
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
         "max_message_chars", "request_timeout", "drain_seconds", "kv_cache_gb", "context_length",
-        "remote_api_key", "engine", "prompt_lookup")}
+        "remote_api_key", "engine", "prompt_lookup", "log_prompts")}
     if getattr(args, "ov_config", None):
         from .settings import parse_ov_config
 
         overrides["ov_config"] = parse_ov_config(args.ov_config)
+    if getattr(args, "cors_origin", None):
+        from .settings import parse_origins
+
+        overrides["cors_origins"] = parse_origins(args.cors_origin)
     if getattr(args, "auth", None):
         overrides["auth"] = parse_auth(args.auth)
     return ServerSettings.from_env(**overrides)

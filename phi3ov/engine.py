@@ -19,6 +19,7 @@ here: each call gets the whole message list from its caller.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -38,6 +39,7 @@ from .settings import SEED_MAX, GenerationOptions
 from .special_tokens import SpecialTokens
 
 log = logging.getLogger(__name__)
+prompt_log = logging.getLogger("phi3ov.prompts")
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 PROMPT_LOOKUP_TOKENS = 5  # candidate tokens copied from the chat per step (measured: docs/performance.md)
@@ -178,6 +180,7 @@ class Engine:
     request_timeout_s: float | None = None  # each reply is stopped this long after it starts
     prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
     fault: faults.Fault | None = None  # a failure to inject (faults.py, tests only)
+    log_prompts: bool = False  # --log-prompts: one INFO line per reply with its messages (never by default)
 
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
@@ -197,6 +200,8 @@ class Engine:
         return fit(messages, self.count_tokens, self.context_length, self.capped(options).max_new_tokens)
 
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        if self.log_prompts:  # the only place message text is logged, and only when asked for
+            prompt_log.info("request messages: %s", json.dumps({"messages": messages}, ensure_ascii=False))
         options = self.capped(options or GenerationOptions())
         fitted = self.prepare(messages, options)
         return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
