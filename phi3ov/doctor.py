@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFound, ModelNotServable
+from .errors import ModelNotFound, ModelNotServable, reason
 from .models import read_info
 
 log = logging.getLogger(__name__)
@@ -181,13 +181,6 @@ def _check_model_ir(folder: Path, report: Report) -> Check:
         return Check("model IR", "fail", f"{MODEL_BIN} is truncated ({_size([bin_])}, the IR needs {human_size(needed)})",
                      "The download or export was cut short: run it again.")
     return Check("model IR", "ok", f"{MODEL_XML} + .bin, {_size([xml, bin_])}; weights {precision_summary(counts)}")
-
-
-def reason(err: BaseException) -> str:
-    """The line of an OpenVINO error that says what is wrong (not the `Exception from file:line` ones)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-    said = [line for line in lines if not line.startswith("Exception from ")]
-    return (said or lines)[0][:200]
 
 
 def _has_hf_tokenizer(folder: Path) -> bool:

@@ -33,7 +33,7 @@ from typing import Any
 from . import faults
 from .conversation import Fitted, Message, fit
 from .detokenizer import Detokenizer
-from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError
+from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError, reason
 from .models import ModelRef, read_info
 from .settings import SEED_MAX, GenerationOptions
 from .special_tokens import SpecialTokens
@@ -266,8 +266,7 @@ _pipelines_lock = threading.Lock()
 
 def load_failed(folder: Path, device: str, err: Exception) -> ModelNotServable:
     """The error to raise when OpenVINO GenAI cannot load a model folder."""
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-    return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {first_line}",
+    return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {reason(err)}",
                             f"Run `phi3ov doctor {folder}` to see what is missing.")
 
 
