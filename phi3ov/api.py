@@ -269,12 +269,18 @@ async def complete(reply: Reply, request: Request) -> str:
             await anyio.sleep(0.5)
         reply.stop()
 
+    outcome: list[Any] = []
     async with anyio.create_task_group() as group:
         group.start_soon(watch_disconnect)
         try:
-            return await run_in_threadpool(lambda: "".join(reply))
+            outcome.append(await run_in_threadpool(lambda: "".join(reply)))
+        except Phi3ovError as err:  # raised below, outside the group (which would wrap it in an ExceptionGroup)
+            outcome.append(err)
         finally:
             group.cancel_scope.cancel()
+    if isinstance(outcome[0], Phi3ovError):
+        raise outcome[0]
+    return outcome[0]
 
 
 def create_router(engine: Engine | None, settings: ServerSettings, counters: Counters | None = None) -> APIRouter:

@@ -18,6 +18,7 @@ next turn of a chat reuses the KV cache of the history it shares with the previo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -51,6 +52,15 @@ class _Request:
         self.submitted = time.perf_counter()
         self.first: float | None = None  # when the first token arrived
         self.last: float | None = None  # when the latest token arrived
+        self.generated = 0  # tokens read so far
+
+    def fail(self, err: BaseException) -> None:
+        """End this reply with `err`: stop it in the pipeline (freed at the next step) and tell its reader."""
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                self.handle.stop()
+        self.out.put(GenerationFailed(f"Generation failed: {type(err).__name__}: {err}",
+                                      "The text so far is kept; try again."))
 
 
 KV_BLOCK_TOKENS = 32  # the CPU plugin's KV cache block
@@ -231,17 +241,13 @@ class BatchedEngine(OpenVINOEngine):
             self._active[id(request)] = request
         try:
             self._step()
-        except Exception as err:  # noqa: BLE001 - every running reply learns of it
-            log.exception("Continuous batching step failed")
-            failure = GenerationFailed(f"Generation failed: {type(err).__name__}: {err}",
-                                       "The text so far is kept; try again.")
+        except Exception as err:  # noqa: BLE001 - the replies in this step fail; the driver goes on
+            log.exception("A continuous batching step failed: %d replies in it fail", len(self._active))
             for request in self._active.values():
-                request.out.put(failure)
+                request.fail(err)
             self._active.clear()
 
     def _step(self) -> None:
-        import openvino_genai as ov_genai
-
         for key, request in list(self._active.items()):
             if request.stop.is_set():
                 request.handle.stop()  # keeps what was generated; the pipeline frees it at the next step
@@ -249,25 +255,43 @@ class BatchedEngine(OpenVINOEngine):
                 del self._active[key]
         if self.pipeline.has_non_finished_requests():
             self.pipeline.step()
+        if self.fault is not None and self._active:
+            self.fault.check(max(r.generated for r in self._active.values()), ("step_after_tokens",))
         now = time.perf_counter()
         for key, request in list(self._active.items()):
-            handle = request.handle
-            if handle.can_read():
-                for output in handle.read().values():  # one sequence per request (no beam search)
-                    if output.generated_ids:
-                        request.first = request.first or now
-                        request.last = now
-                        request.out.put(list(output.generated_ids))
-            status = handle.get_status()
-            if status == ov_genai.GenerationStatus.RUNNING:
-                continue
-            del self._active[key]
-            if status == ov_genai.GenerationStatus.IGNORED:
-                request.out.put(GenerationFailed(
-                    "The prompt does not fit into the KV cache of the batching engine.",
-                    "Start the server with a larger --kv-cache-gb, or shorten the conversation."))
-            else:
-                request.out.put(_END)
+            try:
+                finished = self._read(request, now)
+            except Exception as err:  # noqa: BLE001 - this reply fails, the others in the step go on
+                log.exception("A reply failed in a continuous batching step")
+                request.fail(err)
+                finished = True
+            if finished:
+                del self._active[key]
+
+    def _read(self, request: _Request, now: float) -> bool:
+        """Pass on a request's new token ids; True when it has finished (its end mark is sent)."""
+        import openvino_genai as ov_genai
+
+        handle = request.handle
+        if handle.can_read():
+            for output in handle.read().values():  # one sequence per request (no beam search)
+                if output.generated_ids:
+                    request.generated += len(output.generated_ids)
+                    if self.fault is not None:
+                        self.fault.check(request.generated, ("after_tokens",))
+                    request.first = request.first or now
+                    request.last = now
+                    request.out.put(list(output.generated_ids))
+        status = handle.get_status()
+        if status == ov_genai.GenerationStatus.RUNNING:
+            return False
+        if status == ov_genai.GenerationStatus.IGNORED:
+            request.out.put(GenerationFailed(
+                "The prompt does not fit into the KV cache of the batching engine.",
+                "Start the server with a larger --kv-cache-gb, or shorten the conversation."))
+        else:
+            request.out.put(_END)
+        return True
 
     def _shutdown(self) -> None:
         closed = EngineNotReady("The engine was shut down while generating.", "Restart the server.")

@@ -67,6 +67,11 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, help="More model folders for the model menu (env PHI3OV_MODELS_DIR).")
     parser.add_argument("--models", action="append", help="The model menu lists only these names or folders "
                         "(comma-separated or repeated; env PHI3OV_MODELS; default: every model found).")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="Let web pages from this origin "
+                        "(e.g. https://app.example.com) call the API from a browser; repeatable or comma-separated "
+                        "(env PHI3OV_CORS_ORIGIN). Default: no cross-origin access.")
+    parser.add_argument("--log-prompts", action="store_true", default=None, help="Log each request's messages "
+                        "(one INFO line, JSON). Default: logs never contain message text (env PHI3OV_LOG_PROMPTS=1).")
     parser.add_argument("--context-length", type=int, help="Use at most this many tokens of the model's context "
                         "(env PHI3OV_CONTEXT_LENGTH; default: the model's own). Older turns are trimmed to fit.")
 
@@ -78,7 +83,7 @@ def settings_from(args: argparse.Namespace):
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
         "max_message_chars", "request_timeout", "drain_seconds", "kv_cache_gb", "context_length",
-        "remote_api_key", "engine", "prompt_lookup", "models_dir")}
+        "remote_api_key", "engine", "prompt_lookup", "log_prompts", "models_dir")}
     if getattr(args, "models", None):
         from .settings import parse_models
 
@@ -87,6 +92,10 @@ def settings_from(args: argparse.Namespace):
         from .settings import parse_ov_config
 
         overrides["ov_config"] = parse_ov_config(args.ov_config)
+    if getattr(args, "cors_origin", None):
+        from .settings import parse_origins
+
+        overrides["cors_origins"] = parse_origins(args.cors_origin)
     if getattr(args, "auth", None):
         overrides["auth"] = parse_auth(args.auth)
     return ServerSettings.from_env(**overrides)

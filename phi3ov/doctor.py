@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFound, ModelNotServable
+from .errors import ModelNotFound, ModelNotServable, reason
 from .models import read_info
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _check_tokenizer_ir(folder: Path):
 
         tokenizer = ov_genai.Tokenizer(str(folder))
     except Exception as err:  # noqa: BLE001 - any load failure is the finding
-        return Check("tokenizer IR", "fail", f"OpenVINO GenAI cannot load it: {str(err).strip().splitlines()[0][:200]}",
+        return Check("tokenizer IR", "fail", f"OpenVINO GenAI cannot load it: {reason(err)}",
                      "Re-export with `phi3ov export`" + (f", or `phi3ov doctor {folder} --fix`" if _has_hf_tokenizer(folder) else ""),
                      FIX_TOKENIZER if _has_hf_tokenizer(folder) else None), None
     return Check("tokenizer IR", "ok", f"{TOKENIZER}.xml + {DETOKENIZER}.xml"), tokenizer
@@ -224,7 +224,7 @@ def _check_chat_template(folder: Path, tokenizer) -> tuple[Check, str | None]:
         history = ov_genai.ChatHistory([{"role": "user", "content": "Hi"}])
         prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True)
     except Exception as err:  # noqa: BLE001
-        return Check("chat template", "fail", f"OpenVINO GenAI cannot apply it: {str(err).strip().splitlines()[0][:200]}",
+        return Check("chat template", "fail", f"OpenVINO GenAI cannot apply it: {reason(err)}",
                      "Re-export with `phi3ov export` (it writes a template OpenVINO GenAI can read)."), template
     markers = [m for m in ("<|user|>", "<|im_start|>", "<|start_header_id|>", "<start_of_turn>") if m in prompt]
     return Check("chat template", "ok", f"{len(template)} characters" + (f", turns marked by {markers[0]}" if markers else "")), template

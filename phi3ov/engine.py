@@ -19,6 +19,7 @@ here: each call gets the whole message list from its caller.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -29,14 +30,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from .conversation import Fitted, Message, fit
 from .detokenizer import Detokenizer
-from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError
+from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError, reason
 from .models import ModelRef, read_info
 from .settings import SEED_MAX, GenerationOptions
 from .special_tokens import SpecialTokens
 
 log = logging.getLogger(__name__)
+prompt_log = logging.getLogger("phi3ov.prompts")
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 PROMPT_LOOKUP_TOKENS = 5  # candidate tokens copied from the chat per step (measured: docs/performance.md)
@@ -176,6 +179,8 @@ class Engine:
     context_length: int = 4096
     request_timeout_s: float | None = None  # each reply is stopped this long after it starts
     prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
+    fault: faults.Fault | None = None  # a failure to inject (faults.py, tests only)
+    log_prompts: bool = False  # --log-prompts: one INFO line per reply with its messages (never by default)
 
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
@@ -195,6 +200,8 @@ class Engine:
         return fit(messages, self.count_tokens, self.context_length, self.capped(options).max_new_tokens)
 
     def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        if self.log_prompts:  # the only place message text is logged, and only when asked for
+            prompt_log.info("request messages: %s", json.dumps({"messages": messages}, ensure_ascii=False))
         options = self.capped(options or GenerationOptions())
         fitted = self.prepare(messages, options)
         return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
@@ -259,8 +266,7 @@ _pipelines_lock = threading.Lock()
 
 def load_failed(folder: Path, device: str, err: Exception) -> ModelNotServable:
     """The error to raise when OpenVINO GenAI cannot load a model folder."""
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-    return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {first_line}",
+    return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {reason(err)}",
                             f"Run `phi3ov doctor {folder}` to see what is missing.")
 
 
@@ -302,6 +308,7 @@ class OpenVINOEngine(Engine):
 
     def _load(self, model: ModelRef, device: str, make_pipeline: Callable[[str], Any]) -> None:
         self.model = model
+        self.fault: faults.Fault | None = faults.from_env()  # a test hook; None unless PHI3OV_FAULT_INJECT is set
         self.name = model.name
         self.device = check_device(device)
         self.info = read_info(model.path)
@@ -383,25 +390,43 @@ class LocalEngine(OpenVINOEngine):
         config, seed = self.generation_config(options)
 
         class Streamer(ov_genai.StreamerBase):
-            """Token ids from the pipeline, text out at once (see detokenizer.py); STOP once stopped."""
+            """Token ids from the pipeline, text out at once (see detokenizer.py); STOP once stopped.
 
-            def __init__(self, emit: Emit, stop: threading.Event, tokenizer: Any):
+            The pipeline calls these methods from C++: an exception escaping them aborts the whole
+            process. So none escapes: a failure is kept, stops the generation, and is raised once
+            `generate` has returned (one reply fails, the server goes on).
+            """
+
+            def __init__(self, emit: Emit, stop: threading.Event, tokenizer: Any, fault: faults.Fault | None):
                 super().__init__()
                 self.emit, self.stop, self.detokenizer = emit, stop, Detokenizer(tokenizer)
+                self.fault, self.generated = fault, 0
+                self.error: BaseException | None = None
 
             def write(self, token: Any) -> ov_genai.StreamingStatus:
-                if self.stop.is_set():
+                if self.stop.is_set() or self.error is not None:
                     return ov_genai.StreamingStatus.STOP
-                if text := self.detokenizer.push(token if isinstance(token, list) else [token]):
-                    self.emit(text)
+                try:
+                    ids = token if isinstance(token, list) else [token]
+                    self.generated += len(ids)
+                    if self.fault is not None:
+                        self.fault.check(self.generated)
+                    if text := self.detokenizer.push(ids):
+                        self.emit(text)
+                except BaseException as err:  # noqa: BLE001 - raised after generate returns
+                    self.error = err
+                    return ov_genai.StreamingStatus.STOP
                 return ov_genai.StreamingStatus.RUNNING
 
             def end(self) -> None:
-                if not self.stop.is_set() and (rest := self.detokenizer.end()):
-                    self.emit(rest)
+                try:
+                    if not self.stop.is_set() and self.error is None and (rest := self.detokenizer.end()):
+                        self.emit(rest)
+                except BaseException as err:  # noqa: BLE001 - raised after generate returns
+                    self.error = err
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
-            streamer = Streamer(emit, stop, self.tokenizer)
+            streamer = Streamer(emit, stop, self.tokenizer, self.fault)
 
             with self._lock:
                 started = time.perf_counter()
@@ -409,6 +434,8 @@ class LocalEngine(OpenVINOEngine):
                     return Stats(0.0, 0.0, fitted.prompt_tokens, 0, 0.0, seed)
                 result = self.pipeline.generate(history, config, streamer)
                 total = time.perf_counter() - started
+            if streamer.error is not None:
+                raise streamer.error
             metrics = result.perf_metrics
             return Stats(
                 ttft_ms=float(metrics.get_ttft().mean),

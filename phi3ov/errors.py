@@ -19,6 +19,13 @@ class Phi3ovError(Exception):
         super().__init__(f"{message} {hint}" if hint else message)
 
 
+def reason(err: BaseException) -> str:
+    """The line of an OpenVINO error that says what is wrong (not the `Exception from file:line` ones)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    said = [line for line in lines if not line.startswith("Exception from ")]
+    return (said or lines)[0][:200]
+
+
 class BadOptions(Phi3ovError):
     """A generation option or a launch flag is out of range or malformed."""
 

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from . import doctor, models
+from . import cors, doctor, models
 from .engine import Engine, LocalEngine, default_properties
 from .errors import BadOptions
 from .settings import ServerSettings
@@ -93,6 +93,7 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     if settings.context_length:  # --context-length caps the model's own context, never raises it
         engine.context_length = min(engine.context_length, settings.context_length)
     engine.request_timeout_s = settings.request_timeout or None
+    engine.log_prompts = settings.log_prompts  # after the warm-up: only people's messages are logged
     counters = Counters.for_engine(engine, settings)
     demo = build_ui(engine, settings, counters.metrics)
     demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
@@ -109,7 +110,7 @@ def launch_kwargs(settings: ServerSettings, engine: Engine, counters: Any = None
         inbrowser=settings.inbrowser,
         auth=settings.auth,
         show_error=True,
-        app_kwargs={"routes": api_routes(settings, engine, counters)},
+        app_kwargs={"routes": api_routes(settings, engine, counters), "lifespan": cors.lifespan(settings.cors_origins)},
         **ui_kwargs(),
     )
     return kwargs

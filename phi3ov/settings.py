@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,8 @@ class ServerSettings:
     prompt_lookup: bool = False  # prompt-lookup decoding: faster replies that repeat text of the chat
     kv_cache_gb: float | None = None  # None: sized to the model, --max-num-seqs and the memory available
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none by default
+    log_prompts: bool = False  # log each request's messages (one INFO line, JSON); never by default
     cache_dir: Path = field(default_factory=default_cache_dir)
     models_dir: Path | None = None  # more model folders for the model menu
     models: tuple[str, ...] = ()  # the model menu lists only these names or folders (empty: every one found)
@@ -211,6 +214,7 @@ class ServerSettings:
             values["port"] = int(env.get("PHI3OV_PORT") or env["PORT"])
         values["share"] = _env_bool("PHI3OV_SHARE")
         values["prompt_lookup"] = _env_bool("PHI3OV_PROMPT_LOOKUP")
+        values["log_prompts"] = _env_bool("PHI3OV_LOG_PROMPTS")
         if env.get("PHI3OV_AUTH"):
             values["auth"] = parse_auth(env["PHI3OV_AUTH"])
         if env.get("PHI3OV_API_KEY"):
@@ -236,6 +240,7 @@ class ServerSettings:
             ("ov_config", "PHI3OV_OV_CONFIG", parse_ov_config),
             ("models_dir", "PHI3OV_MODELS_DIR", Path),
             ("models", "PHI3OV_MODELS", parse_models),
+            ("cors_origins", "PHI3OV_CORS_ORIGIN", parse_origins),
         ):
             if env.get(name):
                 values[key] = conv(env[name])
@@ -283,3 +288,24 @@ def parse_auth(text: str) -> tuple[str, str]:
     if not sep or not user or not password:
         raise BadOptions("--auth takes USER:PASSWORD, for example --auth alice:s3cret.")
     return user, password
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
+
+
+def parse_origins(values: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Origins from `--cors-origin` items (each may be a comma-separated list) or PHI3OV_CORS_ORIGIN."""
+    items = [values] if isinstance(values, str) else list(values)
+    origins: list[str] = []
+    for item in items:
+        for origin in item.split(","):
+            origin = origin.strip().rstrip("/")
+            if not origin:
+                continue
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise BadOptions(f"--cors-origin takes origins like https://app.example.com or http://localhost:3000 "
+                                 f"(scheme://host[:port], no path), got {origin!r}.",
+                                 "Repeat the flag, or separate origins with commas; `*` allows any origin.")
+            if origin not in origins:
+                origins.append(origin)
+    return tuple(origins)

@@ -83,3 +83,44 @@ def test_a_turn_end_missing_from_the_stop_tokens_is_repaired(copy_of_bundled):
     assert report.ok and stop.status == "ok" and 2 in report.stop_token_ids
     assert doctor.fix_stop_tokens(copy_of_bundled) == [2]
     assert json.loads((copy_of_bundled / "generation_config.json").read_text())["eos_token_id"] == [0, 2]
+
+
+def _cut_weights_in_half(folder):
+    bin_ = folder / "openvino_model.bin"
+    data = bin_.read_bytes()  # through the link to the bundled file
+    bin_.unlink()
+    bin_.write_bytes(data[: len(data) // 2])
+
+
+def _garbage_model_xml(folder):
+    (folder / "openvino_model.xml").write_bytes(b"\x00garbage <net <<< not IR \xff\xfe")
+
+
+def _garbage_tokenizer_xml(folder):
+    (folder / "openvino_tokenizer.xml").write_text("this is not a tokenizer {")
+
+
+def _remove_tokenizer(folder):
+    for f in folder.glob("openvino_*tokenizer.*"):
+        f.unlink()
+
+
+@pytest.mark.parametrize("corrupt", [_cut_weights_in_half, _garbage_model_xml, _garbage_tokenizer_xml,
+                                     _remove_tokenizer], ids=lambda f: f.__name__.strip("_"))
+def test_serve_refuses_a_corrupt_folder_with_the_doctors_message(copy_of_bundled, corrupt):
+    import subprocess
+    import sys
+
+    from phi3ov.process import free_port
+
+    corrupt(copy_of_bundled)
+    problem = doctor.diagnose(copy_of_bundled).problems[0]
+    serve = subprocess.run([sys.executable, "-m", "phi3ov.cli", "serve", "--model", str(copy_of_bundled),
+                            "--port", str(free_port())], capture_output=True, text=True, timeout=120)
+    assert serve.returncode != 0, "a corrupt folder must not be served"
+    assert f"cannot be served: {problem.name}: {problem.detail}" in serve.stderr
+    assert f"phi3ov doctor {copy_of_bundled.resolve()}" in serve.stderr
+    assert "Traceback" not in serve.stderr and "Running on" not in serve.stdout
+    checked = subprocess.run([sys.executable, "-m", "phi3ov.cli", "doctor", str(copy_of_bundled)],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 1 and problem.detail in checked.stdout  # the same finding, in full
