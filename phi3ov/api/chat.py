@@ -1,71 +1,59 @@
-"""POST /v1/chat/completions: the request, its options and messages, and the reply as JSON or events."""
+"""POST /v1/chat/completions: the request, its messages and options, and the reply as JSON or events."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from pydantic import Field
 
 from ..conversation import check_count, check_lengths, normalize
 from ..engine import Engine, Reply
-from ..errors import BadOptions, ContextOverflow, Phi3ovError
+from ..errors import ContextOverflow, Phi3ovError
+from ..logprobs import Piece
 from ..settings import GenerationOptions, ServerSettings
 from .errors import ApiError
+from .options import (
+    SamplingRequest,
+    bad,
+    check_common,
+    check_constraint,
+    check_tools,
+    constraint_of,
+    parse_options,
+    whole_number,
+)
+from .replies import finish_reason, usage
 
-# GenerationOptions field -> the API parameter that sets it
-API_PARAMS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
-              "repetition_penalty": "repetition_penalty", "seed": "seed", "stop": "stop", "ignore_eos": "ignore_eos",
-              "prompt_lookup": "prompt_lookup"}
-UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "response_format", "audio", "prediction")
 
+class ChatCompletionRequest(SamplingRequest):
+    """The body of POST /v1/chat/completions."""
 
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The body of POST /v1/chat/completions. Numbers are checked by GenerationOptions.parse."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: Any = None
     max_completion_tokens: Any = None
-    temperature: Any = None
-    top_p: Any = None
-    top_k: Any = None
-    repetition_penalty: Any = None
-    seed: Any = None
-    stop: Any = None
-    ignore_eos: Any = None
-    prompt_lookup: Any = None
-    n: int | None = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    response_format: Any = None
 
 
-def parse_options(req: ChatCompletionRequest) -> GenerationOptions:
-    """GenerationOptions from the request; a bad value is a 400 naming the API parameter."""
-    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    values = {"max_new_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p,
-              "top_k": req.top_k, "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
-              "ignore_eos": req.ignore_eos, "prompt_lookup": req.prompt_lookup}
-    for name, value in values.items():
-        try:
-            GenerationOptions.parse(**{name: value})
-        except BadOptions as err:
-            param = "max_completion_tokens" if name == "max_new_tokens" and req.max_completion_tokens is not None \
-                else API_PARAMS[name]
-            raise ApiError(400, f"Invalid `{param}`: {err}", param=param, code="invalid_value") from None
-    return GenerationOptions.parse(**values)
+def parse_chat(req: ChatCompletionRequest, engine: Engine, settings: ServerSettings
+               ) -> tuple[list[dict[str, str]], GenerationOptions]:
+    check_common(req, engine)
+    check_tools(req, engine)
+    if req.logprobs not in (None, True, False):
+        raise bad("logprobs", f"`logprobs` must be true or false, got {req.logprobs!r}.")
+    top = 0
+    if req.top_logprobs is not None:
+        top = whole_number("top_logprobs", req.top_logprobs, 0, 20)
+        if not req.logprobs:
+            raise bad("top_logprobs", "`top_logprobs` needs `logprobs: true`.")
+    max_tokens = ("max_completion_tokens", req.max_completion_tokens) if req.max_completion_tokens is not None \
+        else ("max_tokens", req.max_tokens)
+    options = parse_options(req, max_tokens=max_tokens, logprobs=bool(req.logprobs), top_logprobs=top,
+                            constraint=constraint_of(req, req.response_format))
+    check_constraint(req, engine, options)
+    return parse_messages(req, settings), options
 
 
 def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list[dict[str, str]]:
@@ -80,21 +68,6 @@ def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list
         raise ApiError.from_domain(err, param="messages") from None
 
 
-def check_request(req: ChatCompletionRequest, engine: Engine) -> None:
-    if req.model != engine.name:
-        raise ApiError(404, f"The model `{req.model}` does not exist on this server; it serves `{engine.name}` "
-                       "(see GET /v1/models).", param="model", code="model_not_found")
-    if req.n not in (None, 1):
-        raise ApiError(400, "Only `n=1` is supported: ask again for another reply.", param="n",
-                       code="invalid_value")
-    extra = req.model_extra or {}
-    for name in UNSUPPORTED:
-        if extra.get(name) not in (None, False, [], {}) and not (name == "response_format" and
-                                                                 extra[name] == {"type": "text"}):
-            raise ApiError(400, f"`{name}` is not supported by this server.", param=name,
-                           code="unsupported_parameter")
-
-
 def start_reply(engine: Engine, messages: list[dict[str, str]], options: GenerationOptions) -> Reply:
     """The reply, refusing (not trimming) a conversation that does not fit the context."""
     reply = engine.chat(messages, options)
@@ -106,65 +79,37 @@ def start_reply(engine: Engine, messages: list[dict[str, str]], options: Generat
     return reply
 
 
-def usage(reply: Reply) -> dict[str, int]:
-    prompt = reply.stats.input_tokens if reply.stats else reply.fitted.prompt_tokens
-    completion = reply.stats.output_tokens if reply.stats else 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def logprobs_of(reply: Reply, entries: list) -> dict[str, Any] | None:
+    return {"content": [e.openai() for e in entries], "refusal": None} if reply.options.logprobs else None
 
 
-def finish_reason(reply: Reply) -> str:
-    # "timeout" (--request-timeout ended it) is not one of OpenAI's values; clients pass it through.
-    return reply.finish_reason if reply.finish_reason in ("length", "timeout") else "stop"
+def chat_response(reply: Reply, model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                     "logprobs": logprobs_of(reply, reply.logprobs), "finish_reason": finish_reason(reply)}],
+        "usage": usage([reply]),
+    }
 
 
-def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+class ChatEvents:
+    """chat.completion.chunk events: the role first, then the text (with its logprobs), then the finish."""
 
+    def __init__(self, model: str):
+        self.base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": model}
 
-async def stream_events(reply: Reply, model: str, include_usage: bool,
-                        done: Callable[[Reply], None]) -> AsyncIterator[str]:
-    """The reply as OpenAI chat.completion.chunk events. Stops the reply when the client goes away."""
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model}
+    def head(self) -> list[dict[str, Any]]:
+        return [self.chunk({"role": "assistant", "content": ""})]
 
-    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
-        return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+    def __call__(self, index: int, reply: Reply, piece: Piece | None) -> list[dict[str, Any]]:
+        if piece is None:
+            return [self.chunk({}, finish=finish_reason(reply))]
+        return [self.chunk({"content": piece.text}, logprobs_of(reply, piece.logprobs))]
 
-    try:
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            async for text in iterate_in_threadpool(iter(reply)):
-                yield chunk({"content": text})
-            yield chunk({}, finish_reason(reply))
-            if include_usage:
-                yield sse({**base, "choices": [], "usage": usage(reply)})
-        except Phi3ovError as err:  # after the 200 is sent, an error travels as an event
-            yield sse(ApiError.from_domain(err).body())
-        finally:
-            reply.stop()  # a dropped client (or any early exit) stops the generation
-        yield sse("[DONE]")
-    finally:
-        done(reply)  # after [DONE]: a draining server waits for this
+    def chunk(self, delta: dict[str, str], logprobs: dict | None = None, finish: str | None = None) -> dict:
+        return {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
 
-
-async def complete(reply: Reply, request: Request) -> str:
-    """The whole reply text; stops the reply if the client disconnects while waiting."""
-    import anyio
-
-    async def watch_disconnect() -> None:
-        while not await request.is_disconnected():
-            await anyio.sleep(0.5)
-        reply.stop()
-
-    outcome: list[Any] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch_disconnect)
-        try:
-            outcome.append(await run_in_threadpool(lambda: "".join(reply)))
-        except Phi3ovError as err:  # raised below, outside the group (which would wrap it in an ExceptionGroup)
-            outcome.append(err)
-        finally:
-            group.cancel_scope.cancel()
-    if isinstance(outcome[0], Phi3ovError):
-        raise outcome[0]
-    return outcome[0]
+    def usage_event(self) -> dict[str, Any]:
+        return {**self.base, "choices": []}
