@@ -1,20 +1,22 @@
 """The OpenAI-compatible API, served beside the UI on the same port.
 
-    POST /v1/chat/completions   streaming (server-sent events, ending in `data: [DONE]`) or not
+    POST /v1/chat/completions   streaming (server-sent events, ending in `data: [DONE]`) or not    chat.py
+    POST /v1/completions        the legacy text API: a raw prompt continued                       completions.py
+    POST /tokenize, /detokenize token counts before sending, as vLLM offers them                   tokens.py
     GET  /v1/models             the one model this server serves (with `max_model_len`)
-    GET  /health                readiness, and how many replies are being generated right now
+    GET  /health, /metrics      readiness and replies running; Prometheus figures               routes.py
 
 Requests are validated with the same ranges as the UI's sliders (settings.BOUNDS, via
-GenerationOptions.parse without clamping); errors come back in OpenAI's shape
-`{"error": {"message", "type", "param", "code"}}` with the status of the domain error.
-Besides OpenAI's parameters, `top_k`, `repetition_penalty` and `ignore_eos` are accepted (as
-OVMS and vLLM do), and `prompt_lookup` (false: no lookup for this reply, where the server runs
-with --prompt-lookup); other OpenAI parameters that do not change a reply here (user, logit_bias...) are ignored.
-Defaults are the app's own (settings.BOUNDS), not OpenAI's.
+GenerationOptions.parse without clamping; options.py); errors come back in OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}` with the status of the domain error (errors.py).
+Besides OpenAI's parameters (penalties, `response_format` for structured output, `logprobs`), `top_k`,
+`repetition_penalty`, `ignore_eos`, vLLM's `guided_json`/`guided_regex`/`guided_grammar` and `prompt_lookup`
+are accepted. A parameter that cannot be honoured here (`logit_bias`, tools, `n` > 1...) is a 400 saying so,
+never silently dropped. Defaults are the app's own (settings.BOUNDS), not OpenAI's.
 
 Unlike the chat UI, the API never leaves old messages out silently: a conversation that does
 not fit the context is a 400 `context_length_exceeded`. The engine's blocking iteration runs
-in worker threads, and a client that goes away stops its reply.
+in worker threads, and a client that goes away stops its reply (replies.py).
 """
 
 from .errors import ApiError
