@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from .conversation import Fitted
-from .detokenizer import Detokenizer
 from .engine import Emit, OpenVINOEngine, Runner, Stats, load_failed
 from .errors import EngineNotReady, GenerationFailed
 from .models import ModelRef, read_info
@@ -168,25 +167,26 @@ class BatchedEngine(OpenVINOEngine):
         with self._cond:
             return len(self._pending) + len(self._active)
 
-    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
-        prompt = self.prompt(fitted.messages)
+    def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
+        import numpy as np
+        import openvino as ov
+
         config, seed = self.generation_config(options)
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
-            input_ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids
-            request = _Request(input_ids, config, stop)
+            tokens = self.reply_tokens(prompt_ids, options)  # text at once, no tokens held back
+            request = _Request(ov.Tensor(np.array([prompt_ids], dtype=np.int64)), config, stop)
             self._submit(request)
 
-            detokenizer = Detokenizer(self.tokenizer)  # text at once, no tokens held back
             generated = steps = 0
             while (item := self._next(request)) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 generated += len(item)
                 steps += 1
-                if text := detokenizer.push(item):
-                    emit(text)
-            if rest := detokenizer.end():
+                if piece := tokens.push(item):
+                    emit(piece)
+            if rest := tokens.end():
                 emit(rest)
             first = request.first or time.perf_counter()
             last = request.last or first

@@ -32,11 +32,20 @@ from typing import Any
 
 from . import faults
 from .conversation import Fitted, Message, fit
-from .detokenizer import Detokenizer
-from .errors import DeviceUnavailable, GenerationFailed, ModelNotServable, Phi3ovError, reason
+from .errors import (
+    BadOptions,
+    ContextOverflow,
+    DeviceUnavailable,
+    GenerationFailed,
+    ModelNotServable,
+    Phi3ovError,
+    reason,
+)
+from .logprobs import Piece, ReplyTokens, Scorer
 from .models import ModelRef, read_info
 from .settings import SEED_MAX, GenerationOptions
 from .special_tokens import SpecialTokens
+from .structured import GrammarChecker
 
 log = logging.getLogger(__name__)
 prompt_log = logging.getLogger("phi3ov.prompts")
@@ -68,7 +77,7 @@ class Stats:
         return asdict(self)
 
 
-Emit = Callable[[str], None]
+Emit = Callable[[str | Piece], None]  # text, or text with the log probabilities of its tokens
 Runner = Callable[[Emit, threading.Event], Stats]
 
 _DONE = object()
@@ -84,6 +93,7 @@ class Reply:
         self.fitted = fitted
         self.options = options
         self.text = ""
+        self.logprobs: list = []  # TokenLogprob of each generated token, when options.logprobs
         self.stats: Stats | None = None
         self.finish_reason: str | None = None  # "stop", "length", "cancelled" or "timeout"
         self._stop = threading.Event()
@@ -103,12 +113,16 @@ class Reply:
         self._stop.set()
 
     def __iter__(self) -> Iterator[str]:
+        return (piece.text for piece in self.pieces() if piece.text)
+
+    def pieces(self) -> Iterator[Piece]:
+        """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for)."""
         if self._started:
             raise RuntimeError("A reply can be iterated only once.")
         self._started = True
         return self._stream()
 
-    def _stream(self) -> Iterator[str]:
+    def _stream(self) -> Iterator[Piece]:
         chunks: queue.SimpleQueue = queue.SimpleQueue()
         outcome: list[Any] = []
 
@@ -140,13 +154,16 @@ class Reply:
                     except queue.Empty:
                         break
                 done = pending[-1] is _DONE
-                text = "".join(item for item in pending if item is not _DONE)
-                if not text:
+                items = [item if isinstance(item, Piece) else Piece(item) for item in pending if item is not _DONE]
+                text = "".join(item.text for item in items)
+                logprobs = [entry for item in items for entry in item.logprobs]
+                if not text and not logprobs:
                     continue
-                if self.client_ttft_ms is None:
+                if self.client_ttft_ms is None and text:
                     self.client_ttft_ms = (time.perf_counter() - started) * 1000
                 self.text += text
-                yield text
+                self.logprobs += logprobs
+                yield Piece(text, logprobs)
             result = outcome[0] if outcome else GenerationFailed("The generation ended without a result.")
             if isinstance(result, BaseException):
                 if isinstance(result, Phi3ovError):
@@ -203,8 +220,27 @@ class Engine:
         if self.log_prompts:  # the only place message text is logged, and only when asked for
             prompt_log.info("request messages: %s", json.dumps({"messages": messages}, ensure_ascii=False))
         options = self.capped(options or GenerationOptions())
+        self.check_options(options)
         fitted = self.prepare(messages, options)
         return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
+
+    def check_options(self, options: GenerationOptions) -> None:
+        """Raise BadOptions for what this backend cannot honour (before any work starts)."""
+
+    def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
+        """A continuation of raw text, no chat template (the legacy completions API)."""
+        raise BadOptions(f"Raw text completion is not available with the {type(self).__name__}.",
+                         "Use the chat completions API.")
+
+    def tokenize(self, text: str) -> list[int]:
+        raise BadOptions(f"Tokenizing is not available with the {type(self).__name__}: its tokenizer is elsewhere.")
+
+    def detokenize(self, ids: list[int]) -> str:
+        raise BadOptions(f"Detokenizing is not available with the {type(self).__name__}: its tokenizer is elsewhere.")
+
+    def count_prompt(self, messages: list[Message]) -> list[int]:
+        """The token ids the model reads for these messages (chat template included)."""
+        raise BadOptions(f"Tokenizing is not available with the {type(self).__name__}: its tokenizer is elsewhere.")
 
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError
@@ -299,6 +335,7 @@ class OpenVINOEngine(Engine):
 
         self.prompt_lookup = prompt_lookup
         props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        self.device_properties = dict(props)  # for the scorer's copy of the model (logprobs.py)
         return {**props, "prompt_lookup": True} if prompt_lookup else props
 
     def warm_up(self) -> None:
@@ -321,7 +358,11 @@ class OpenVINOEngine(Engine):
                 f"{model.path} has no chat template, so a conversation cannot be formatted for it.",
                 f"Run `phi3ov doctor {model.path}`; re-export with `phi3ov export` to get one.",
             )
+        self.chat_template = self.tokenizer.chat_template
         self.base_config = self._model_config()
+        self._grammar: GrammarChecker | None = None
+        self._scorer: Scorer | None = None
+        self._tools_lock = threading.Lock()
         self.stop_token_ids = set(self.base_config.stop_token_ids)
         for token in self.info.stop_tokens:  # e.g. Phi-3's <|end|>, which must end a reply
             ids = list(self.tokenizer.encode(token, add_special_tokens=False).input_ids.data[0])
@@ -348,6 +389,57 @@ class OpenVINOEngine(Engine):
     def count_text(self, text: str) -> int:
         return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
 
+    def _encode(self, text: str) -> list[int]:
+        return [int(i) for i in self.tokenizer.encode(text, add_special_tokens=False).input_ids.data[0]]
+
+    def count_prompt(self, messages: list[Message]) -> list[int]:
+        return self._encode(self.prompt(messages))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of raw text, read as people's text: markers typed in it stay text (special_tokens.py)."""
+        return self._encode(self.special_tokens.defuse(text))
+
+    def detokenize(self, ids: list[int]) -> str:
+        vocab = len(self.tokenizer.get_vocab())
+        if any(not 0 <= i < vocab for i in ids):
+            raise BadOptions(f"Token ids must be between 0 and {vocab - 1} for this model.")
+        return self.tokenizer.decode(ids, skip_special_tokens=False) if ids else ""
+
+    def check_options(self, options: GenerationOptions) -> None:
+        if options.constraint is not None:
+            with self._tools_lock:
+                self._grammar = self._grammar or GrammarChecker(self.tokenizer)
+            self._grammar.check(options.constraint)
+
+    def reply_tokens(self, prompt_ids: list[int], options: GenerationOptions) -> ReplyTokens:
+        """Token ids to Pieces for one reply; with log probabilities from the scorer when asked for."""
+        session = None
+        if options.logprobs:
+            with self._tools_lock:
+                self._scorer = self._scorer or Scorer(str(self.model.path / "openvino_model.xml"), self.device,
+                                                      self.device_properties, self.tokenizer)
+            session = self._scorer.session(prompt_ids)
+        return ReplyTokens(self.tokenizer, session, options.top_logprobs, self.stop_token_ids)
+
+    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
+        return self._runner_for(self._encode(self.prompt(fitted.messages)), fitted, options)
+
+    def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
+        raise NotImplementedError
+
+    def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
+        options = self.capped(options or GenerationOptions())
+        self.check_options(options)
+        ids = self.tokenize(prompt)
+        if not ids:
+            raise BadOptions("The prompt is empty.", "Send some text to continue.")
+        if len(ids) + options.max_new_tokens > self.context_length:
+            raise ContextOverflow(f"The prompt ({len(ids)} tokens) and max_tokens={options.max_new_tokens} do not fit "
+                                  f"the model's context of {self.context_length} tokens.",
+                                  "Shorten the prompt, or lower max_tokens.")
+        fitted = Fitted([{"role": "user", "content": prompt}], len(ids), 0)
+        return Reply(self._runner_for(ids, fitted, options), fitted, options, self.request_timeout_s)
+
     def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
         config = self._model_config()
         config.max_new_tokens = options.max_new_tokens
@@ -356,6 +448,10 @@ class OpenVINOEngine(Engine):
         config.include_stop_str_in_output = False
         config.repetition_penalty = options.repetition_penalty
         config.ignore_eos = options.ignore_eos
+        config.presence_penalty = options.presence_penalty
+        config.frequency_penalty = options.frequency_penalty
+        if options.constraint is not None:
+            config.structured_output_config = options.constraint.config()
         if self.prompt_lookup:
             # A prompt-lookup pipeline needs both on every request: turned down, it proposes one token a step
             # (switching it off entirely would take a second pipeline, i.e. the model's memory twice).
@@ -383,23 +479,26 @@ class LocalEngine(OpenVINOEngine):
         self._load(model, device, lambda dev: get_pipeline(model.path, dev, props))
         self._lock = FairLock()
 
-    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
+    def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
+        import numpy as np
+        import openvino as ov
         import openvino_genai as ov_genai
 
-        history = self._history(fitted.messages)
         config, seed = self.generation_config(options)
+        ids = np.array([prompt_ids], dtype=np.int64)
+        inputs = ov_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
 
         class Streamer(ov_genai.StreamerBase):
-            """Token ids from the pipeline, text out at once (see detokenizer.py); STOP once stopped.
+            """Token ids from the pipeline, text out at once (see logprobs.ReplyTokens); STOP once stopped.
 
             The pipeline calls these methods from C++: an exception escaping them aborts the whole
             process. So none escapes: a failure is kept, stops the generation, and is raised once
             `generate` has returned (one reply fails, the server goes on).
             """
 
-            def __init__(self, emit: Emit, stop: threading.Event, tokenizer: Any, fault: faults.Fault | None):
+            def __init__(self, emit: Emit, stop: threading.Event, tokens: ReplyTokens, fault: faults.Fault | None):
                 super().__init__()
-                self.emit, self.stop, self.detokenizer = emit, stop, Detokenizer(tokenizer)
+                self.emit, self.stop, self.tokens = emit, stop, tokens
                 self.fault, self.generated = fault, 0
                 self.error: BaseException | None = None
 
@@ -411,8 +510,8 @@ class LocalEngine(OpenVINOEngine):
                     self.generated += len(ids)
                     if self.fault is not None:
                         self.fault.check(self.generated)
-                    if text := self.detokenizer.push(ids):
-                        self.emit(text)
+                    if piece := self.tokens.push(ids):
+                        self.emit(piece)
                 except BaseException as err:  # noqa: BLE001 - raised after generate returns
                     self.error = err
                     return ov_genai.StreamingStatus.STOP
@@ -420,19 +519,18 @@ class LocalEngine(OpenVINOEngine):
 
             def end(self) -> None:
                 try:
-                    if not self.stop.is_set() and self.error is None and (rest := self.detokenizer.end()):
+                    if not self.stop.is_set() and self.error is None and (rest := self.tokens.end()):
                         self.emit(rest)
                 except BaseException as err:  # noqa: BLE001 - raised after generate returns
                     self.error = err
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
-            streamer = Streamer(emit, stop, self.tokenizer, self.fault)
-
             with self._lock:
                 started = time.perf_counter()
                 if stop.is_set():  # stopped while waiting in line
                     return Stats(0.0, 0.0, fitted.prompt_tokens, 0, 0.0, seed)
-                result = self.pipeline.generate(history, config, streamer)
+                streamer = Streamer(emit, stop, self.reply_tokens(prompt_ids, options), self.fault)
+                result = self.pipeline.generate(inputs, config, streamer)
                 total = time.perf_counter() - started
             if streamer.error is not None:
                 raise streamer.error

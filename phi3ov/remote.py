@@ -9,10 +9,16 @@ Token counts: the OpenAI API has no way to count a prompt's tokens before sendin
 message for the chat template), which over-counts ordinary text. Trimming old turns therefore
 happens a little early, never late; when the estimate is still short, the server's own
 context_length_exceeded error comes back as ContextOverflow.
+
+Penalties, log probabilities and structured output are passed on (a JSON schema as `response_format`,
+a regex or grammar as vLLM's `guided_regex` / `guided_grammar`); the remote server refuses what it
+cannot do, and its 400 comes back as such. Raw completions and token counts need the tokenizer here,
+so they are refused with this backend.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -21,6 +27,7 @@ from typing import Any
 from .conversation import Fitted, Message
 from .engine import Emit, Engine, Runner, Stats
 from .errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
+from .logprobs import Piece, TokenLogprob
 from .settings import GenerationOptions
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when neither the flag nor the server says (phi3ov and vLLM send max_model_len)
@@ -110,6 +117,16 @@ class RemoteEngine(Engine):
             request["stop"] = list(options.stop)
         if options.ignore_eos:
             request["extra_body"]["ignore_eos"] = True
+        if options.presence_penalty or options.frequency_penalty:
+            request["presence_penalty"], request["frequency_penalty"] = options.presence_penalty, options.frequency_penalty
+        if options.logprobs:
+            request["logprobs"], request["top_logprobs"] = True, options.top_logprobs
+        if options.constraint is not None:  # OpenAI's response_format for a schema; vLLM's guided_* (phi3ov takes them)
+            if options.constraint.kind == "json_schema":
+                request["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "reply", "schema": json.loads(options.constraint.text)}}
+            else:
+                request["extra_body"][f"guided_{options.constraint.kind}"] = options.constraint.text
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
             started = time.perf_counter()
@@ -126,11 +143,12 @@ class RemoteEngine(Engine):
                     usage = event.usage or usage
                     for choice in event.choices:
                         text = choice.delta.content if choice.delta else None
-                        if text:
+                        entries = remote_logprobs(choice) if options.logprobs else []
+                        if text or entries:
                             last = time.perf_counter()
                             first = first or last
                             chunks += 1
-                            emit(text)
+                            emit(Piece(text or "", entries))
             except Exception as err:  # noqa: BLE001
                 raise self._error(err) from None
             finally:
@@ -150,6 +168,16 @@ class RemoteEngine(Engine):
 
     def close(self) -> None:
         self.client.close()
+
+
+def remote_logprobs(choice: Any) -> list[TokenLogprob]:
+    """The log probabilities the remote server sent with a chunk, as TokenLogprob."""
+    content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+
+    def entry(item: Any, top: tuple = ()) -> TokenLogprob:
+        return TokenLogprob(item.token, list(item.bytes or item.token.encode()), item.logprob, top)
+
+    return [entry(item, tuple(entry(t) for t in item.top_logprobs or ())) for item in content or []]
 
 
 def _message(err: Any) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadOptions
+from .structured import Constraint
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
 EXAMPLES = [
@@ -64,6 +65,14 @@ BOUNDS: dict[str, Bound] = {
         1.1, 1.0, 2.0, 0.01, "Repetition penalty", "Above 1 discourages repeating tokens already in the chat."
     ),
 }
+# API-only options (no slider in the UI): OpenAI's penalties and the number of alternatives per token.
+API_BOUNDS: dict[str, Bound] = {
+    "presence_penalty": Bound(0.0, -2.0, 2.0, 0.1, "Presence penalty",
+                              "Above 0 discourages any token already in the reply; below 0 encourages it."),
+    "frequency_penalty": Bound(0.0, -2.0, 2.0, 0.1, "Frequency penalty",
+                               "Above 0 discourages tokens in proportion to how often they are already in the reply."),
+    "top_logprobs": Bound(0, 0, 20, 1, "Top logprobs", "How many most likely tokens to list at each position."),
+}
 SEED_MAX = 2**31 - 1
 SPACE_DEFAULT_MODEL = "OpenVINO/Phi-3-mini-4k-instruct-int4-ov"
 
@@ -81,6 +90,11 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks; vLLM's `ignore_eos`)
     prompt_lookup: bool = True  # where the server runs with --prompt-lookup: propose tokens copied from the chat
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: bool = False  # report each generated token's log probability (the model's own log-softmax)
+    top_logprobs: int = 0  # ... with this many most likely tokens at each position
+    constraint: Constraint | None = None  # structured output: the reply follows this JSON schema, regex or grammar
 
     @property
     def greedy(self) -> bool:
@@ -98,12 +112,12 @@ class GenerationOptions:
         if unknown:
             raise BadOptions(f"Unknown generation option(s): {', '.join(unknown)}.")
         out: dict[str, Any] = {}
-        for name, bound in BOUNDS.items():
+        for name, bound in {**BOUNDS, **API_BOUNDS}.items():
             value = values.get(name)
             if value is None:
                 continue
             value = bound.check(name, value, clamp=clamp)
-            if name in ("max_new_tokens", "top_k"):
+            if name in ("max_new_tokens", "top_k", "top_logprobs"):
                 if not float(value).is_integer():
                     raise BadOptions(f"`{name}` must be a whole number, got {value!r}.")
                 value = int(value)
@@ -129,7 +143,12 @@ class GenerationOptions:
             if len(stop) > 4:
                 raise BadOptions("`stop` takes at most 4 strings.")
             out["stop"] = tuple(stop)
-        for name in ("ignore_eos", "prompt_lookup"):
+        constraint = values.get("constraint")
+        if constraint is not None:
+            if not isinstance(constraint, Constraint):
+                raise BadOptions("`constraint` must be a structured.Constraint.")
+            out["constraint"] = constraint
+        for name in ("ignore_eos", "prompt_lookup", "logprobs"):
             flag = values.get(name)
             if flag is not None:
                 if not isinstance(flag, bool):
@@ -140,6 +159,7 @@ class GenerationOptions:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        d["constraint"] = self.constraint.as_dict() if self.constraint else None
         return d
 
 

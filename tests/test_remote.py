@@ -101,3 +101,31 @@ def test_the_app_serves_with_a_remote_backend(server, bundled_ref):
             direct = back.chat.completions.create(model=model, messages=ask("What is OpenVINO?"), max_tokens=24,
                                                   temperature=0)
     assert result.choices[0].message.content == direct.choices[0].message.content
+
+
+def test_logprobs_and_structured_output_pass_through(remote):
+    from phi3ov.structured import Constraint
+
+    options = GenerationOptions(temperature=0, max_new_tokens=60, logprobs=True, top_logprobs=2,
+                                constraint=Constraint("regex", r"(yes|no)\."))
+    reply = remote.chat(ask("Is the sky blue?"), options)
+    text = "".join(reply)
+    assert text in ("yes.", "no.")
+    assert "".join(e.token for e in reply.logprobs) == text
+    assert all(len(e.top) == 2 and e.top[0].logprob >= e.top[1].logprob for e in reply.logprobs)
+
+
+def test_a_bad_grammar_comes_back_as_the_servers_400(remote):
+    from phi3ov.structured import Constraint
+
+    reply = remote.chat(ask("Hi"), GenerationOptions(max_new_tokens=4, constraint=Constraint("regex", "(")))
+    with pytest.raises(BadOptions) as caught:
+        list(reply)
+    assert "parenthesis" in str(caught.value)
+
+
+def test_raw_completion_and_tokens_need_a_local_tokenizer(remote):
+    for call in (lambda: remote.complete("Hello"), lambda: remote.tokenize("Hello")):
+        with pytest.raises(BadOptions) as caught:
+            call()
+        assert "not available" in str(caught.value)

@@ -1,0 +1,78 @@
+"""POST /tokenize and POST /detokenize, as vLLM offers them, so a client can count tokens before sending.
+
+/tokenize takes either `messages` (counted exactly as /v1/chat/completions would send them: the model's chat
+template applied, markers typed in the text kept as text) or `prompt` (raw text, read as /v1/completions
+reads it: markers typed in it stay text too, so `<|im_start|>` is several tokens, not the special one).
+It answers `{"count", "max_model_len", "tokens"}`. /detokenize takes `tokens` (ids) and answers
+`{"prompt"}`, special tokens written out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ..engine import Engine
+from ..errors import Phi3ovError
+from ..settings import ServerSettings
+from .chat import ChatCompletionRequest, parse_messages
+from .errors import ApiError
+from .options import bad
+
+MAX_DETOKENIZE = 100_000
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    prompt: Any = None
+    messages: Any = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    tokens: Any = None
+
+
+def check_model(model: str | None, engine: Engine) -> None:
+    if model is not None and model != engine.name:
+        raise ApiError(404, f"The model `{model}` does not exist on this server; it serves `{engine.name}`.",
+                       param="model", code="model_not_found")
+
+
+def tokenize(req: TokenizeRequest, engine: Engine, settings: ServerSettings) -> dict[str, Any]:
+    check_model(req.model, engine)
+    if (req.prompt is None) == (req.messages is None):
+        raise bad("prompt", "Send either `prompt` (raw text) or `messages` (a chat), not both or neither.")
+    try:
+        if req.messages is not None:
+            if not isinstance(req.messages, list) or not req.messages:
+                raise bad("messages", "`messages` must be a non-empty list of messages.")
+            chat = ChatCompletionRequest(model=engine.name, messages=req.messages)
+            tokens = engine.count_prompt(parse_messages(chat, settings))
+        else:
+            if not isinstance(req.prompt, str):
+                raise bad("prompt", "`prompt` must be a string.")
+            if len(req.prompt) > settings.max_message_chars:
+                raise bad("prompt", f"`prompt` may be at most {settings.max_message_chars} characters.")
+            tokens = engine.tokenize(req.prompt)
+    except Phi3ovError as err:
+        raise ApiError.from_domain(err) from None
+    return {"count": len(tokens), "max_model_len": engine.context_length, "tokens": tokens}
+
+
+def detokenize(req: DetokenizeRequest, engine: Engine) -> dict[str, Any]:
+    check_model(req.model, engine)
+    ids = req.tokens
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise bad("tokens", "`tokens` must be a list of token ids (whole numbers).")
+    if len(ids) > MAX_DETOKENIZE:
+        raise bad("tokens", f"At most {MAX_DETOKENIZE} tokens per request.")
+    try:
+        return {"prompt": engine.detokenize(ids)}
+    except Phi3ovError as err:
+        raise ApiError.from_domain(err, param="tokens") from None
