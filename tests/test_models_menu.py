@@ -31,7 +31,9 @@ def models_dir(bundled_ref, tmp_path_factory):
     return root
 
 
-def test_the_catalog_lists_the_served_model_first_then_what_is_found(bundled_ref, models_dir, tmp_path):
+def test_the_catalog_lists_the_served_model_first_then_what_is_found(bundled_ref, models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # only what this test puts there
+    monkeypatch.chdir(tmp_path)  # no ./model here
     choices = available(tmp_path, models_dir, (), (bundled_ref.name, bundled_ref.path))
     assert [c.name for c in choices] == [bundled_ref.name, "smol-copy"]
     assert choices[1].where == "--models-dir" and choices[1].path == (models_dir / "team" / "smol-copy").resolve()
@@ -66,3 +68,23 @@ def test_switching_keeps_one_model_resident_and_refuses_while_a_reply_runs(bundl
         assert after == before  # the same weights answer the same way
     finally:
         engine.close()
+
+
+def test_the_api_lists_the_same_models_and_a_request_for_one_not_loaded_is_a_404(models_dir, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from phi3ov.process import ServerProcess
+
+    with ServerProcess(["--models-dir", str(models_dir), "--models", "smol-copy"],
+                       log_path=tmp_path / "server.log") as server:
+        with urllib.request.urlopen(f"{server.url}/v1/models", timeout=10) as response:
+            cards = json.load(response)["data"]
+        assert [(c["id"], c["loaded"]) for c in cards] == [("SmolLM2-135M-Instruct", True), ("smol-copy", False)]
+        body = json.dumps({"model": "smol-copy", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = urllib.request.Request(f"{server.url}/v1/chat/completions", body,
+                                         {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        error = json.loads(refused.value.read())["error"]
+        assert refused.value.code == 404 and error["code"] == "model_not_loaded" and "model menu" in error["message"]

@@ -62,11 +62,23 @@ def bad(param: str, message: str, code: str = "invalid_value") -> ApiError:
     return ApiError(400, message, param=param, code=code)
 
 
+def check_model_name(model: str, engine: Engine) -> None:
+    """The request must name the model being served. One this machine has but does not serve now is a
+    404 that says how to switch (a request never switches: that would change the model under every user)."""
+    if model == engine.name:
+        return
+    others = [m.name for m in engine.models()] if hasattr(engine, "models") else []
+    if model in others:
+        raise ApiError(404, f"The model `{model}` is on this machine but not loaded; this server serves "
+                       f"`{engine.name}` now. Switch to it in the chat page's model menu, or ask `{engine.name}`.",
+                       param="model", code="model_not_loaded")
+    raise ApiError(404, f"The model `{model}` does not exist on this server; it serves `{engine.name}` "
+                   "(see GET /v1/models).", param="model", code="model_not_found")
+
+
 def check_common(req: SamplingRequest, engine: Engine) -> None:
     """The model, n, the parameters refused here, and `user` (logged as a hash only)."""
-    if req.model != engine.name:
-        raise ApiError(404, f"The model `{req.model}` does not exist on this server; it serves `{engine.name}` "
-                       "(see GET /v1/models).", param="model", code="model_not_found")
+    check_model_name(req.model, engine)
     if req.n not in (None, 1):
         raise bad("n", "Only `n=1` is supported: ask again for another reply.")
     if req.logit_bias not in (None, {}):

@@ -68,7 +68,13 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
 
     def model_card(eng: Engine) -> dict[str, Any]:
         return {"id": eng.name, "object": "model", "created": created, "owned_by": "phi3ov",
-                "max_model_len": eng.context_length}
+                "max_model_len": eng.context_length, "loaded": True}
+
+    def model_cards(eng: Engine) -> list[dict[str, Any]]:
+        """The model served, then the others the model menu can switch to (not loaded)."""
+        others = [m.name for m in eng.models()][1:] if hasattr(eng, "models") else []
+        return [model_card(eng), *({"id": name, "object": "model", "created": created, "owned_by": "phi3ov",
+                                    "loaded": False} for name in others)]
 
     @router.get("/health")
     async def health():
@@ -89,7 +95,7 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
     async def list_models(request: Request):
         try:
             check_key(request)
-            return {"object": "list", "data": [model_card(ready())]}
+            return {"object": "list", "data": model_cards(ready())}
         except ApiError as err:
             return err.response()
 
@@ -98,10 +104,11 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
         try:
             check_key(request)
             eng = ready()
-            if model != eng.name:
+            card = next((c for c in model_cards(eng) if c["id"] == model), None)
+            if card is None:
                 raise ApiError(404, f"The model `{model}` does not exist on this server; it serves `{eng.name}`.",
                                param="model", code="model_not_found")
-            return model_card(eng)
+            return card
         except ApiError as err:
             return err.response()
 
