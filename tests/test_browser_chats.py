@@ -270,3 +270,21 @@ def test_the_model_menu_switches_models_and_keeps_the_conversation(open_chat, bu
             assert response.status == 200
     finally:
         srv.stop()
+
+
+def test_reply_as_json_follows_the_schema_and_a_bad_schema_is_refused(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=300, temperature=0)  # greedy, and room for the whole object
+    chat.page.locator("#reply-json input").check()
+    schema = chat.page.locator("#json-schema textarea")
+    schema.fill('{"type": "object", "properties": {"colour": {"type": "string"}, "reason": {"type": "string"}}, '
+                '"required": ["colour", "reason"], "additionalProperties": false}')
+    chat.send("What is your favourite colour, and why?")
+    reply = json.loads(chat.bots()[0])  # the reply parses, and follows the schema
+    assert set(reply) == {"colour", "reason"} and all(isinstance(v, str) for v in reply.values())
+
+    schema.fill('{"type": "object", ')  # not JSON: refused, the message stays in the box
+    chat.box.fill("Another one")
+    chat.box.press("Enter")
+    chat.toast("The JSON schema is not valid JSON").wait_for(timeout=10000)
+    assert chat.box.input_value() == "Another one" and len(chat.users()) == 1

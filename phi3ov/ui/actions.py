@@ -24,6 +24,7 @@ from .. import conversation, transcript
 from ..engine import Engine
 from ..errors import Phi3ovError
 from ..settings import BOUNDS, GenerationOptions, ServerSettings
+from ..structured import ANY_JSON_OBJECT
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .conversations import Chat, Store, new_chat, title_of
 from .markup import as_text_markup
@@ -84,6 +85,10 @@ class Actions:
         for name, slider in zip(BOUNDS, c.sliders, strict=True):
             with contextlib.suppress(KeyError, Phi3ovError):  # a missing or invalid value: the slider stays
                 out[slider] = getattr(GenerationOptions.parse(clamp=True, **{name: values[name]}), name)
+        constraint = values.get("constraint")
+        schema = constraint.get("text") if isinstance(constraint, dict) else None
+        out[c.as_json] = isinstance(schema, str)
+        out[c.schema] = "" if not isinstance(schema, str) or schema == ANY_JSON_OBJECT else schema
         if "seed" in values:
             try:
                 seed = GenerationOptions.parse(seed=values["seed"]).seed
@@ -159,7 +164,9 @@ class Actions:
             try:
                 messages = conversation.build(system, sess.chat["messages"], text)
                 conversation.check_size(messages, self.settings.max_messages, self.settings.max_message_chars)
-                self.engine.prepare(messages, options_from(*numbers))
+                options = options_from(*numbers)
+                self.engine.check_options(options)  # e.g. a JSON schema the grammar compiler rejects
+                self.engine.prepare(messages, options)
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
 

@@ -4,6 +4,7 @@ chat keeps about it."""
 from __future__ import annotations
 
 import html
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from typing import Any
 import gradio as gr
 
 from ..engine import Engine, Reply
-from ..errors import Phi3ovError
+from ..errors import BadOptions, Phi3ovError
 from ..settings import GenerationOptions
+from ..structured import ANY_JSON_OBJECT, Constraint
 from .conversations import Chat, Store, new_chat
 
 log = logging.getLogger(__name__)
@@ -44,12 +46,28 @@ class Session:
 
 
 def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed,
-                 prompt_lookup: bool = True) -> GenerationOptions:
+                 prompt_lookup: bool = True, as_json: bool = False, schema: str = "") -> GenerationOptions:
     return GenerationOptions.parse(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
         repetition_penalty=repetition_penalty, seed=None if seed in (None, "") else seed,
-        prompt_lookup=bool(prompt_lookup),
+        prompt_lookup=bool(prompt_lookup), constraint=json_constraint(schema) if as_json is True else None,
     )
+
+
+def json_constraint(schema: str | None) -> Constraint:
+    """"Reply as JSON": any JSON object, or one that follows the schema typed in the settings."""
+    text = (schema or "").strip()
+    if not text:
+        return Constraint("json_schema", ANY_JSON_OBJECT)
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise BadOptions(f"The JSON schema is not valid JSON ({err.msg}, line {err.lineno}).",
+                         "Fix it in Settings, or empty the box for any JSON object.") from None
+    if not isinstance(value, dict):
+        raise BadOptions("The JSON schema must be a JSON object, such as "
+                         '{"type": "object", "properties": {"name": {"type": "string"}}}.')
+    return Constraint("json_schema", json.dumps(value))
 
 
 def as_gradio_error(err: Phi3ovError) -> gr.Error:

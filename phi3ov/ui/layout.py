@@ -104,6 +104,11 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
                 info="Proposes up to 5 tokens copied from the chat and checks them in one step: much faster when "
                 "the reply repeats the input (editing code, summaries). Off: at most one token a step. "
                 + ("" if engine.prompt_lookup else "Start the server with --prompt-lookup to use it."))
+            c.as_json = gr.Checkbox(False, label=t("reply_json"), elem_id="reply-json",
+                                    info="The reply is constrained to JSON while it is generated, so it always parses.")
+            c.schema = gr.Textbox("", label=t("json_schema"), lines=4, max_lines=16, visible=False,
+                                  elem_id="json-schema", placeholder='{"type": "object", "properties": {...}}',
+                                  info="Optional: a JSON Schema the reply must follow. Empty: any JSON object.")
         wire(demo, c, Actions(c, engine, settings, metrics), concurrency)
         gr.api(api_chat(engine, settings, metrics), api_name="chat", concurrency_limit=concurrency,
                concurrency_id="generate")
@@ -113,10 +118,10 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
 def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     """Connect the events. A check with no outputs runs first where a refusal must change nothing;
     checks go through the queue (an error raised outside it reaches the page as a bare HTTP 500)."""
-    generation = [c.system_prompt, *c.sliders, c.seed, c.lookup]
+    generation = [c.system_prompt, *c.sliders, c.seed, c.lookup, c.as_json, c.schema]
     view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete, c.header, c.model]
     every = [*view, c.store, c.status, c.textbox, c.send, c.stop, c.discard, c.system_prompt, *c.sliders, c.seed,
-             c.downloads]
+             c.as_json, c.schema, c.downloads]
     respond = dict(fn=do.respond, inputs=[*generation, c.session], outputs=every,
                    concurrency_limit=concurrency, concurrency_id="generate", **PRIVATE)
     to_idle = dict(fn=lambda: do.buttons(False), inputs=None, outputs=[c.send, c.stop, c.discard],
@@ -145,6 +150,7 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     c.load.upload(do.read, [c.load, c.session], [uploaded], **PRIVATE).success(
         do.load, [uploaded, c.session], **quick)
     demo.load(do.restore, [c.store, c.session], every, **PRIVATE)
+    c.as_json.change(lambda on: gr.update(visible=on), [c.as_json], [c.schema], queue=False, **PRIVATE)
     c.model.focus(do.model_choices, None, [c.model], queue=False, **PRIVATE)
     c.model.input(do.pick_model, [c.model, c.session], [c.status], **check).success(
         do.switch_model, [c.model, c.session], every, concurrency_limit=1, concurrency_id="switch", **PRIVATE)
