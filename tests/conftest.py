@@ -32,3 +32,18 @@ def greedy():
     from phi3ov.settings import GenerationOptions
 
     return GenerationOptions(temperature=0, max_new_tokens=48)
+
+
+@pytest.fixture(scope="module")
+def client(request, server):
+    """The official openai client for the module's `server` (with the module's KEY, if it sets one)."""
+    import openai
+
+    key = getattr(request.module, "KEY", "none")
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(client):
+    return client.models.list().data[0].id

@@ -34,17 +34,6 @@ def server(bundled_ref, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def model(client):
-    return client.models.list().data[0].id
-
-
-@pytest.fixture(scope="module")
 def tokenizer(bundled_ref):
     import openvino_genai as ov_genai
 

@@ -27,19 +27,6 @@ def server(bundled_ref, tmp_path_factory):
         yield proc
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def model(client):
-    return client.models.list().data[0].id
-
-
-def ask(content: str) -> list[dict]:
-    return [{"role": "user", "content": content}]
 
 
 def post(server, route: str, body: dict) -> tuple[int, dict]:
@@ -50,6 +37,10 @@ def post(server, route: str, body: dict) -> tuple[int, dict]:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as err:
         return err.code, json.load(err)
+
+
+def ask(content: str) -> list[dict]:
+    return [{"role": "user", "content": content}]
 
 
 # -- structured output -------------------------------------------------------------------------------------
