@@ -32,6 +32,21 @@ from .tokens import DetokenizeRequest, TokenizeRequest, detokenize, tokenize
 log = logging.getLogger(__name__)
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A stream that is closed as soon as the response ends, however it ends.
+
+    When a client goes away while the stream waits at a `yield`, Starlette cancels the sending task
+    but leaves the generator suspended: its `finally` (which stops the replies) would run only when
+    the garbage collector finds it, and an idle server may not look for a long time, so the reply
+    would go on generating for nobody. Closing it here stops the replies at once."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
 def create_router(engine: Engine | None, settings: ServerSettings, counters: Counters | None = None) -> APIRouter:
     """The API routes for this engine. `engine=None` answers 503 until one is given."""
     router = APIRouter()
@@ -135,7 +150,7 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
     def streamed(route: str, replies: list[Reply], events: Any, include_usage: bool) -> StreamingResponse:
         last = events.usage_event() if include_usage else None
         head = events.head() if hasattr(events, "head") else []
-        return answered(route, StreamingResponse(
+        return answered(route, ClosingStreamingResponse(
             stream_events(replies, head, events, last, finished), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
 
