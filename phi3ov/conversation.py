@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import BadInput, ContextOverflow
 
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "user", "assistant")
 Message = dict[str, Any]  # role and content (text); an assistant's tool_calls, a tool result's tool_call_id
 
 
@@ -44,8 +44,10 @@ def text_of(content: Any) -> str:
     raise BadInput(f"Message content must be text, got {type(content).__name__}.", "Send the message as text.")
 
 
-def normalize(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
-    """Plain role/content dicts. UI-only messages (with a metadata title) are left out."""
+def normalize(messages: Iterable[Mapping[str, Any]], tools: bool = False) -> list[Message]:
+    """Plain role/content dicts. UI-only messages (with a metadata title) are left out. With `tools` (the API,
+    for a template that takes them), tool results and an assistant's `tool_calls` are kept too."""
+    roles = (*ROLES, "tool") if tools else ROLES
     out: list[Message] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping):
@@ -54,10 +56,10 @@ def normalize(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
         if isinstance(metadata, Mapping) and metadata.get("title"):
             continue  # a notice shown in the chat, not part of the conversation
         role = msg.get("role")
-        if role not in ROLES:
-            raise BadInput(f"Message {i} has role {role!r}; use one of {', '.join(ROLES)}.")
+        if role not in roles:
+            raise BadInput(f"Message {i} has role {role!r}; use one of {', '.join(roles)}.")
         message: Message = {"role": role, "content": text_of(msg.get("content"))}
-        if role == "assistant" and msg.get("tool_calls"):
+        if tools and role == "assistant" and msg.get("tool_calls"):
             message["tool_calls"] = tool_calls_of(msg["tool_calls"], i)
         if role == "tool":
             call_id = msg.get("tool_call_id")

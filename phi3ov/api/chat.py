@@ -77,7 +77,7 @@ def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in req.messages]
     try:
         check_count(messages, settings.max_messages)  # before any per-message work
-        messages = normalize(messages)
+        messages = normalize(messages, tools=True)
         check_lengths(messages, settings.max_message_chars)
         return messages
     except Phi3ovError as err:

@@ -50,7 +50,7 @@ def parse_tools(extra: dict[str, Any], messages: list[dict[str, Any]], engine: E
     param = "tools" if tools not in (None, []) else "tool_choice" if choice is not None else \
         "parallel_tool_calls" if parallel is not None else "messages"
     if not takes_tools(template):
-        raise bad(param, f"`{param}` with tools is not supported for `{engine.name}`: its chat template does not take "
+        raise bad(param, f"Tools (`{param}`) are not supported for `{engine.name}`: its chat template does not take "
                   "tool definitions. Describe the tools in the system message instead, or constrain the reply with "
                   "`response_format`.", code="unsupported_parameter")
     if call_format(template) is None:
