@@ -16,7 +16,7 @@ from typing import Any
 from .errors import BadInput, ContextOverflow
 
 ROLES = ("system", "user", "assistant")
-Message = dict[str, str]
+Message = dict[str, Any]  # role and content (text); an assistant's tool_calls, a tool result's tool_call_id
 
 
 def text_of(content: Any) -> str:
@@ -44,8 +44,10 @@ def text_of(content: Any) -> str:
     raise BadInput(f"Message content must be text, got {type(content).__name__}.", "Send the message as text.")
 
 
-def normalize(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
-    """Plain role/content dicts. UI-only messages (with a metadata title) are left out."""
+def normalize(messages: Iterable[Mapping[str, Any]], tools: bool = False) -> list[Message]:
+    """Plain role/content dicts. UI-only messages (with a metadata title) are left out. With `tools` (the API,
+    for a template that takes them), tool results and an assistant's `tool_calls` are kept too."""
+    roles = (*ROLES, "tool") if tools else ROLES
     out: list[Message] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping):
@@ -54,9 +56,46 @@ def normalize(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
         if isinstance(metadata, Mapping) and metadata.get("title"):
             continue  # a notice shown in the chat, not part of the conversation
         role = msg.get("role")
-        if role not in ROLES:
-            raise BadInput(f"Message {i} has role {role!r}; use one of {', '.join(ROLES)}.")
-        out.append({"role": role, "content": text_of(msg.get("content"))})
+        if role not in roles:
+            raise BadInput(f"Message {i} has role {role!r}; use one of {', '.join(roles)}.")
+        message: Message = {"role": role, "content": text_of(msg.get("content"))}
+        if tools and role == "assistant" and msg.get("tool_calls"):
+            message["tool_calls"] = tool_calls_of(msg["tool_calls"], i)
+        if role == "tool":
+            call_id = msg.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise BadInput(f"Message {i} is a tool result without its `tool_call_id`.",
+                               "Send the id of the tool call it answers.")
+            message["tool_call_id"] = call_id
+        out.append(message)
+    return out
+
+
+def tool_calls_of(calls: Any, i: int) -> list[dict[str, Any]]:
+    """An assistant message's tool calls in OpenAI's shape, arguments read from their JSON text (chat templates
+    write them with `tojson`)."""
+    import json
+
+    if not isinstance(calls, list):
+        raise BadInput(f"Message {i}: `tool_calls` must be a list.")
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise BadInput(f"Message {i}: each tool call needs `function.name`.",
+                           'Send tool calls as {"id", "type": "function", "function": {"name", "arguments"}}.')
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                raise BadInput(f"Message {i}: the arguments of the call to `{name}` are not JSON.",
+                               "Send `arguments` as the JSON text of an object, as the model wrote it.") from None
+        if not isinstance(arguments, dict):
+            raise BadInput(f"Message {i}: the arguments of the call to `{name}` must be a JSON object.")
+        out.append({"id": str(call.get("id") or ""), "type": "function",
+                    "function": {"name": name, "arguments": arguments}})
     return out
 
 

@@ -374,14 +374,23 @@ class OpenVINOEngine(Engine):
         return self.pipeline.get_generation_config()
 
     def _history(self, messages: list[Message]) -> Any:
-        """The messages for the chat template, their text defused: typed markers stay text."""
+        """The messages for the chat template, their text defused: typed markers stay text. Tool calls' names
+        and arguments and tool results are people's data too."""
         import openvino_genai as ov_genai
 
-        return ov_genai.ChatHistory([{**m, "content": self.special_tokens.defuse(m["content"])} for m in messages])
+        return ov_genai.ChatHistory([self.special_tokens.defuse_all(m) for m in messages])
 
-    def prompt(self, messages: list[Message]) -> str:
-        """The exact text the model sees for these messages (the model's own chat template)."""
-        return self.tokenizer.apply_chat_template(self._history(messages), add_generation_prompt=True)
+    def prompt(self, messages: list[Message], tools: tuple[dict, ...] = ()) -> str:
+        """The exact text the model sees for these messages (the model's own chat template), with the tool
+        definitions (defused too) where given."""
+        defused = self.special_tokens.defuse_all(list(tools)) if tools else None
+        return self.tokenizer.apply_chat_template(self._history(messages), add_generation_prompt=True, tools=defused)
+
+    def prepare(self, messages: list[Message], options: GenerationOptions) -> Fitted:
+        if not options.tools:
+            return super().prepare(messages, options)
+        return fit(messages, lambda kept: self.count_text(self.prompt(kept, options.tools)), self.context_length,
+                   self.capped(options).max_new_tokens)
 
     def count_tokens(self, messages: list[Message]) -> int:
         return self.count_text(self.prompt(messages))
@@ -422,7 +431,7 @@ class OpenVINOEngine(Engine):
         return ReplyTokens(self.tokenizer, session, options.top_logprobs, self.stop_token_ids)
 
     def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
-        return self._runner_for(self._encode(self.prompt(fitted.messages)), fitted, options)
+        return self._runner_for(self._encode(self.prompt(fitted.messages, options.tools)), fitted, options)
 
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError

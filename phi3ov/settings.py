@@ -95,6 +95,7 @@ class GenerationOptions:
     logprobs: bool = False  # report each generated token's log probability (the model's own log-softmax)
     top_logprobs: int = 0  # ... with this many most likely tokens at each position
     constraint: Constraint | None = None  # structured output: the reply follows this JSON schema, regex or grammar
+    tools: tuple[dict, ...] = ()  # tool definitions (OpenAI's shape) given to the chat template; calls are read back
 
     @property
     def greedy(self) -> bool:
@@ -148,6 +149,11 @@ class GenerationOptions:
             if not isinstance(constraint, Constraint):
                 raise BadOptions("`constraint` must be a structured.Constraint.")
             out["constraint"] = constraint
+        tools = values.get("tools")
+        if tools:
+            if not isinstance(tools, (list, tuple)) or not all(isinstance(t, dict) for t in tools):
+                raise BadOptions("`tools` must be a list of tool definitions.")
+            out["tools"] = tuple(tools)
         for name in ("ignore_eos", "prompt_lookup", "logprobs"):
             flag = values.get(name)
             if flag is not None:
@@ -160,6 +166,7 @@ class GenerationOptions:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
         d["constraint"] = self.constraint.as_dict() if self.constraint else None
+        d["tools"] = list(self.tools)
         return d
 
 

@@ -46,3 +46,13 @@ class SpecialTokens:
         if self._pattern is None or not text:
             return text
         return self._pattern.sub(lambda m: m[0][0] + JOINER + m[0][1:], text)
+
+    def defuse_all(self, value: Any) -> Any:
+        """Every string in a JSON-like value defused (tool definitions, tool call arguments), keys included."""
+        if isinstance(value, str):
+            return self.defuse(value)
+        if isinstance(value, dict):
+            return {self.defuse(str(k)): self.defuse_all(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.defuse_all(v) for v in value]
+        return value

@@ -21,13 +21,18 @@ from typing import Any
 
 from .errors import BadOptions
 
-KINDS = ("json_schema", "regex", "grammar")
+KINDS = ("json_schema", "regex", "grammar", "tool_call")
+# A tool call as Qwen2.5 and Hermes-style templates write it, around a JSON object that the schema constrains.
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 ANY_JSON_OBJECT = '{"type": "object"}'  # OpenAI's {"type": "json_object"}: any JSON object
 
 
 @dataclass(frozen=True)
 class Constraint:
-    """What the reply must match: `kind` is one of KINDS, `text` the schema (JSON text), regex or grammar."""
+    """What the reply must match: `kind` is one of KINDS, `text` the schema (JSON text), regex or grammar.
+
+    "tool_call" is a JSON schema too, for the object written between `<tool_call>` and `</tool_call>` (each on its own line).
+    """
 
     kind: str
     text: str
@@ -42,7 +47,12 @@ class Constraint:
         """The openvino_genai.StructuredOutputConfig for this constraint."""
         import openvino_genai as ov_genai
 
-        return ov_genai.StructuredOutputConfig(**{self.kind: self.text})
+        config = ov_genai.StructuredOutputConfig
+        if self.kind == "tool_call":
+            return config(compound_grammar=config.Concat(config.ConstString(TOOL_CALL_START + "\n"),
+                                                          config.JSONSchema(self.text),
+                                                          config.ConstString("\n" + TOOL_CALL_END)))
+        return config(**{self.kind: self.text})
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -118,7 +128,7 @@ class GrammarChecker:
         import openvino as ov
         import openvino_genai as ov_genai
 
-        if constraint.kind == "json_schema":
+        if constraint.kind in ("json_schema", "tool_call"):
             try:
                 json.loads(constraint.text)
             except ValueError as err:
@@ -134,7 +144,8 @@ class GrammarChecker:
             try:
                 self._pipeline.generate(ov_genai.TokenizedInputs(one, one), config)
             except RuntimeError as err:
-                what = {"json_schema": "JSON schema", "regex": "regular expression", "grammar": "grammar"}
+                what = {"json_schema": "JSON schema", "regex": "regular expression", "grammar": "grammar",
+                        "tool_call": "tool's parameters schema"}
                 raise BadOptions(f"The {what[constraint.kind]} cannot be used to constrain the reply: "
                                  f"{compiler_message(err)}",
                                  "Fix it, or leave it out for a free-form reply.") from None

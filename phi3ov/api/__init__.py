@@ -11,7 +11,8 @@ GenerationOptions.parse without clamping; options.py); errors come back in OpenA
 `{"error": {"message", "type", "param", "code"}}` with the status of the domain error (errors.py).
 Besides OpenAI's parameters (penalties, `response_format` for structured output, `logprobs`), `top_k`,
 `repetition_penalty`, `ignore_eos`, vLLM's `guided_json`/`guided_regex`/`guided_grammar` and `prompt_lookup`
-are accepted. A parameter that cannot be honoured here (`logit_bias`, tools, `n` > 1...) is a 400 saying so,
+are accepted; tool calls where the chat template takes tools (tools.py). A parameter that cannot be honoured
+here (`logit_bias`, tools for a template without them, `n` > 1...) is a 400 saying so,
 never silently dropped. Defaults are the app's own (settings.BOUNDS), not OpenAI's.
 
 Unlike the chat UI, the API never leaves old messages out silently: a conversation that does

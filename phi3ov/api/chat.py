@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -13,18 +14,19 @@ from ..engine import Engine, Reply
 from ..errors import ContextOverflow, Phi3ovError
 from ..logprobs import Piece
 from ..settings import GenerationOptions, ServerSettings
+from ..tools import Call, ToolCallReader, read_reply
 from .errors import ApiError
 from .options import (
     SamplingRequest,
     bad,
     check_common,
     check_constraint,
-    check_tools,
     constraint_of,
     parse_options,
     whole_number,
 )
 from .replies import finish_reason, usage
+from .tools import call_deltas, call_id, parse_tools, tool_call
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -40,7 +42,7 @@ class ChatCompletionRequest(SamplingRequest):
 def parse_chat(req: ChatCompletionRequest, engine: Engine, settings: ServerSettings
                ) -> tuple[list[dict[str, str]], GenerationOptions]:
     check_common(req, engine)
-    check_tools(req, engine)
+    tools, tool_constraint = parse_tools(req.model_extra or {}, req.messages, engine)
     if req.logprobs not in (None, True, False):
         raise bad("logprobs", f"`logprobs` must be true or false, got {req.logprobs!r}.")
     top = 0
@@ -50,9 +52,23 @@ def parse_chat(req: ChatCompletionRequest, engine: Engine, settings: ServerSetti
             raise bad("top_logprobs", "`top_logprobs` needs `logprobs: true`.")
     max_tokens = ("max_completion_tokens", req.max_completion_tokens) if req.max_completion_tokens is not None \
         else ("max_tokens", req.max_tokens)
+    constraint = constraint_of(req, req.response_format)
+    if tools and req.logprobs:
+        raise bad("logprobs", "`logprobs` with `tools` is not supported here: leave one of them out.",
+                  code="unsupported_parameter")
+    if tool_constraint is not None and constraint is not None:
+        raise bad("tool_choice", "A required tool call and `response_format` (or guided_*) both constrain the reply: "
+                  'send one of them, or use `tool_choice: "auto"`.')
     options = parse_options(req, max_tokens=max_tokens, logprobs=bool(req.logprobs), top_logprobs=top,
-                            constraint=constraint_of(req, req.response_format))
-    check_constraint(req, engine, options)
+                            constraint=tool_constraint or constraint)
+    options = dataclasses.replace(options, tools=tools)
+    if tool_constraint is not None:
+        try:
+            engine.check_options(options)
+        except Phi3ovError as err:
+            raise bad("tools", str(err)) from None
+    else:
+        check_constraint(req, engine, options)
     return parse_messages(req, settings), options
 
 
@@ -61,7 +77,7 @@ def parse_messages(req: ChatCompletionRequest, settings: ServerSettings) -> list
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in req.messages]
     try:
         check_count(messages, settings.max_messages)  # before any per-message work
-        messages = normalize(messages)
+        messages = normalize(messages, tools=True)
         check_lengths(messages, settings.max_message_chars)
         return messages
     except Phi3ovError as err:
@@ -84,29 +100,56 @@ def logprobs_of(reply: Reply, entries: list) -> dict[str, Any] | None:
 
 
 def chat_response(reply: Reply, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    finish = finish_reason(reply)
+    if reply.options.tools:
+        text, calls = read_reply(reply.text)
+        if calls:
+            message["content"] = text or None
+            message["tool_calls"] = [tool_call(call, call_id()) for call in calls]
+            finish = "tool_calls" if finish == "stop" else finish
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
-                     "logprobs": logprobs_of(reply, reply.logprobs), "finish_reason": finish_reason(reply)}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs_of(reply, reply.logprobs),
+                     "finish_reason": finish}],
         "usage": usage([reply]),
     }
 
 
 class ChatEvents:
-    """chat.completion.chunk events: the role first, then the text (with its logprobs), then the finish."""
+    """chat.completion.chunk events: the role first, then the text (with its logprobs), then the finish.
+
+    With tools, the text is read for calls as it comes (tools.ToolCallReader): text as `content` deltas, each
+    call as `tool_calls` deltas (its index, id and name, then its arguments)."""
 
     def __init__(self, model: str):
         self.base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
                      "created": int(time.time()), "model": model}
+        self.reader: ToolCallReader | None = None
+        self.calls = 0
 
     def head(self) -> list[dict[str, Any]]:
         return [self.chunk({"role": "assistant", "content": ""})]
 
     def __call__(self, index: int, reply: Reply, piece: Piece | None) -> list[dict[str, Any]]:
+        if reply.options.tools:
+            self.reader = self.reader or ToolCallReader()
+            items = self.reader.end() if piece is None else self.reader.feed(piece.text)
+            events = [self.chunk(delta) for item in items for delta in self.deltas(item)]
+            if piece is None:
+                finish = finish_reason(reply)
+                events.append(self.chunk({}, finish="tool_calls" if self.calls and finish == "stop" else finish))
+            return events
         if piece is None:
             return [self.chunk({}, finish=finish_reason(reply))]
         return [self.chunk({"content": piece.text}, logprobs_of(reply, piece.logprobs))]
+
+    def deltas(self, item: str | Call) -> list[dict[str, Any]]:
+        if isinstance(item, str):
+            return [{"content": item}]
+        self.calls += 1
+        return call_deltas(item, call_id())
 
     def chunk(self, delta: dict[str, str], logprobs: dict | None = None, finish: str | None = None) -> dict:
         return {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}

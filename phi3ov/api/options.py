@@ -2,8 +2,7 @@
 
 Every value is checked on its own first, so a 400 names the API parameter at fault. Parameters that
 this server cannot honour are refused with a 400 saying so, never silently dropped: `logit_bias`
-(OpenVINO GenAI's sampler has no per-token bias), `n` above 1, tools and function calling (no served
-chat template here is given tool definitions), audio and predicted outputs.
+(OpenVINO GenAI's sampler has no per-token bias), `n` above 1, audio and predicted outputs. Tools: api/tools.py.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from .errors import ApiError
 log = logging.getLogger(__name__)
 
 UNSUPPORTED = ("audio", "prediction", "modalities", "web_search_options")
-TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
 GUIDED = {"guided_json": "json_schema", "guided_regex": "regex", "guided_grammar": "grammar"}  # vLLM's extras
 
 
@@ -93,18 +91,6 @@ def check_common(req: SamplingRequest, engine: Engine) -> None:
         if not isinstance(req.user, str):
             raise bad("user", "`user` must be a string.")
         log.info("request for user %s", hashlib.sha256(req.user.encode()).hexdigest()[:12])
-
-
-def check_tools(req: SamplingRequest, engine: Engine) -> None:
-    extra = req.model_extra or {}
-    for name in TOOL_PARAMS:
-        if extra.get(name) not in (None, [], {}) and not (name == "tool_choice" and extra[name] == "none"):
-            template = getattr(engine, "chat_template", None) or ""
-            why = ("its chat template does not take tool definitions" if "tools" not in template else
-                   "this server does not parse tool calls yet")
-            raise bad(name, f"`{name}` is not supported for `{engine.name}`: {why}. Describe the tools in the "
-                      "system message instead, or constrain the reply with `response_format`.",
-                      code="unsupported_parameter")
 
 
 def constraint_of(req: SamplingRequest, response_format: Any = None) -> Constraint | None:
