@@ -1,0 +1,93 @@
+"""LocalEngine: one LLMPipeline in this process, one generation at a time, in arrival order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import faults
+from ..conversation import Fitted
+from ..logprobs import ReplyTokens
+from ..models import ModelRef
+from ..settings import GenerationOptions
+from .base import Emit, Runner, Stats
+from .openvino import FairLock, OpenVINOEngine, get_pipeline
+
+
+class LocalEngine(OpenVINOEngine):
+    """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
+
+    def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
+                 cache_dir: Path | None = None, prompt_lookup: bool = False):
+        props = self._properties(properties, cache_dir, prompt_lookup)
+        self._load(model, device, lambda dev: get_pipeline(model.path, dev, props))
+        self._lock = FairLock()
+
+    def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
+        import numpy as np
+        import openvino as ov
+        import openvino_genai as ov_genai
+
+        config, seed = self.generation_config(options)
+        ids = np.array([prompt_ids], dtype=np.int64)
+        inputs = ov_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+
+        class Streamer(ov_genai.StreamerBase):
+            """Token ids from the pipeline, text out at once (see logprobs.ReplyTokens); STOP once stopped.
+
+            The pipeline calls these methods from C++: an exception escaping them aborts the whole
+            process. So none escapes: a failure is kept, stops the generation, and is raised once
+            `generate` has returned (one reply fails, the server goes on).
+            """
+
+            def __init__(self, emit: Emit, stop: threading.Event, tokens: ReplyTokens, fault: faults.Fault | None):
+                super().__init__()
+                self.emit, self.stop, self.tokens = emit, stop, tokens
+                self.fault, self.generated = fault, 0
+                self.error: BaseException | None = None
+
+            def write(self, token: Any) -> ov_genai.StreamingStatus:
+                if self.stop.is_set() or self.error is not None:
+                    return ov_genai.StreamingStatus.STOP
+                try:
+                    ids = token if isinstance(token, list) else [token]
+                    self.generated += len(ids)
+                    if self.fault is not None:
+                        self.fault.check(self.generated)
+                    if piece := self.tokens.push(ids):
+                        self.emit(piece)
+                except BaseException as err:  # noqa: BLE001 - raised after generate returns
+                    self.error = err
+                    return ov_genai.StreamingStatus.STOP
+                return ov_genai.StreamingStatus.RUNNING
+
+            def end(self) -> None:
+                try:
+                    if not self.stop.is_set() and self.error is None and (rest := self.tokens.end()):
+                        self.emit(rest)
+                except BaseException as err:  # noqa: BLE001 - raised after generate returns
+                    self.error = err
+
+        def run(emit: Emit, stop: threading.Event) -> Stats:
+            with self._lock:
+                started = time.perf_counter()
+                if stop.is_set():  # stopped while waiting in line
+                    return Stats(0.0, 0.0, fitted.prompt_tokens, 0, 0.0, seed)
+                streamer = Streamer(emit, stop, self.reply_tokens(prompt_ids, options), self.fault)
+                result = self.pipeline.generate(inputs, config, streamer)
+                total = time.perf_counter() - started
+            if streamer.error is not None:
+                raise streamer.error
+            metrics = result.perf_metrics
+            return Stats(
+                ttft_ms=float(metrics.get_ttft().mean),
+                tokens_per_s=float(metrics.get_throughput().mean),
+                input_tokens=int(metrics.get_num_input_tokens()),
+                output_tokens=int(metrics.get_num_generated_tokens()),
+                total_s=total,
+                seed=None if options.greedy else seed,
+            )
+
+        return run
