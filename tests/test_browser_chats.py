@@ -228,10 +228,10 @@ def test_the_chat_says_when_it_waits_for_a_free_slot(browser, tmp_path_factory):
     first = second = None
     try:
         first, second = Chat(browser, srv.url), Chat(browser, srv.url)
-        first.settings(seed=1)
+        first.settings(seed=1)  # a reply known to run past 400 tokens
+        second.settings(max_new_tokens=8)  # set up before the first reply starts: it may end in seconds
         first.send(LONG_PROMPT, wait=False)
         wait_streaming(first, 20)
-        second.settings(max_new_tokens=8)
         second.send("Hello", wait=False)
         second.page.wait_for_function(
             "document.querySelector('#status').innerText.includes('Waiting for a free slot')", timeout=10000)
