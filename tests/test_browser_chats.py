@@ -35,6 +35,11 @@ def reload(chat: Chat) -> None:
     chat.box.wait_for()
 
 
+def new_chat(chat: Chat) -> None:
+    chat.page.locator("#new-chat").click()
+    chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 0", timeout=10000)
+
+
 def wait_text(chat: Chat, text: str) -> None:
     chat.page.get_by_test_id("user").filter(has_text=text).first.wait_for(timeout=15000)
 
@@ -50,8 +55,7 @@ def test_reload_and_restart_keep_the_list_the_open_chat_and_its_settings(open_ch
         chat = open_chat(srv.url)
         chat.settings(max_new_tokens=12, system_prompt="You are a pirate.")
         chat.send("First chat: hello")
-        chat.page.locator("#new-chat").click()
-        chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 0", timeout=5000)
+        new_chat(chat)
         chat.settings(system_prompt="You are a poet.")
         chat.send("Second chat: hello")
         assert wait_chats(chat, 2) == ["Second chat: hello", "First chat: hello"]  # newest first
@@ -108,7 +112,7 @@ def test_rename_delete_undo_and_switch(open_chat):
     chat = open_chat()
     chat.settings(max_new_tokens=8)
     chat.send("Alpha question")
-    chat.page.locator("#new-chat").click()
+    new_chat(chat)
     chat.send("Beta question")
     assert wait_chats(chat, 2) == ["Beta question", "Alpha question"]
 

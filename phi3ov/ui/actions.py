@@ -30,7 +30,8 @@ from .conversations import Chat, Store, new_chat, title_of
 from .markup import as_text_markup
 from .page import header_html
 
-SAVE_EVERY_S = 1.0
+SAVE_EVERY_S = 1.0  # a reply in flight is written to the browser this often at most
+SAVE_CHARS_PER_S = 200_000  # and at most about this much of the list a second
 INTERRUPTED = "\n\n*⚠ Interrupted: the page closed before this reply finished.*"
 
 
@@ -214,7 +215,8 @@ class Actions:
                     chat["messages"].append(bot)
                 bot["content"] = answer
                 out = {c.chatbot: shown(chat, bot), c.status: status}
-                if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                # Each write sends the whole list to the browser: a long list is written less often.
+                if time.monotonic() - saved_at >= max(SAVE_EVERY_S, sess.store.chars / SAVE_CHARS_PER_S):
                     saved_at = time.monotonic()
                     out.update(self.saved(sess))
                 yield out

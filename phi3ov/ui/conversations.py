@@ -94,6 +94,7 @@ class Store:
     def __init__(self, chats: list[Chat] | None = None, open_id: str | None = None):
         self.chats = list(chats or [])
         self.open_id = open_id
+        self.chars = 0  # the size of the list at the last dump (what each write sends to the browser)
 
     @classmethod
     def load(cls, value: Any) -> Store:
@@ -112,7 +113,10 @@ class Store:
         """What the browser keeps: the newest chats that fit its storage (the open one always)."""
         self.chats.sort(key=lambda c: c["updated"], reverse=True)
         del self.chats[MAX_CHATS:]
-        while len(self.chats) > 1 and len(json.dumps(self.chats, ensure_ascii=False)) > MAX_STORE_CHARS:
+        while True:
+            self.chars = len(json.dumps(self.chats, ensure_ascii=False))
+            if len(self.chats) <= 1 or self.chars <= MAX_STORE_CHARS:
+                break
             oldest = next(c for c in reversed(self.chats) if c["id"] != self.open_id)
             self.chats.remove(oldest)
         return {"version": 1, "open": self.open_id, "chats": self.chats}
