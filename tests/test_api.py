@@ -338,7 +338,7 @@ def test_a_burst_of_dropped_streams_frees_every_slot(server, client, model):
         assert response.status == 200
         while b'"content"' not in response.readline():  # the first text: generation is under way
             pass
-        response.close()  # the response holds the socket open: without this the last client never leaves
+        response.close()
         conn.close()
     deadline = time.monotonic() + 30
     while running(server) and time.monotonic() < deadline:

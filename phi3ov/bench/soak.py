@@ -45,7 +45,7 @@ def drop(port: int, model: str) -> None:
          "stream": True}), headers={"Content-Type": "application/json"})
     response = conn.getresponse()
     response.readline()
-    response.close()  # the response holds the socket: close both, so the server sees the client leave now
+    response.close()
     conn.close()
 
 
