@@ -58,6 +58,7 @@ def available(cache_dir: Path, models_dir: Path | None = None, only: Iterable[st
     found += [(p, "cache") for p in newest.values()]
     found += [(p, "hub") for p in _folders(hub_cache(), depth=3)]
     wanted = {w.strip() for w in only if w.strip()}
+    wanted_paths = {Path(w).expanduser().resolve() for w in wanted}
     choices: list[Choice] = []
     seen_paths: set[Path] = set()
     names: set[str] = set()
@@ -66,9 +67,9 @@ def available(cache_dir: Path, models_dir: Path | None = None, only: Iterable[st
         if path in seen_paths:
             continue
         seen_paths.add(path)
-        name = current[0] if current and path == current[1].resolve() else _display_name(path)
-        if wanted and not ({name, str(path)} & wanted or any(Path(w).expanduser().resolve() == path for w in wanted)) \
-                and not (current and path == current[1].resolve()):
+        serving = where == "serving"  # listed first, so no other entry has its path
+        name = current[0] if serving and current else _display_name(path)
+        if wanted and not serving and not ({name, str(path)} & wanted or path in wanted_paths):
             continue
         if where == "cache" and name in names:  # the same model is already listed
             continue

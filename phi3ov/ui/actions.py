@@ -46,6 +46,13 @@ def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
     return out
 
 
+def take_last_turn(messages: list[dict]) -> str:
+    """Remove the last reply(s) and the message they answer; returns that message's text."""
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    return messages.pop()["content"] if messages else ""
+
+
 def remove(messages: list[dict], message: dict) -> None:
     """Remove this very message (not an equal one) if it is there."""
     for i, m in enumerate(messages):
@@ -256,10 +263,7 @@ class Actions:
         sess.discard, sess.pending = True, None
         if sess.reply is not None:
             sess.reply.stop()
-        messages = sess.chat["messages"]
-        while messages and messages[-1]["role"] == "assistant":
-            messages.pop()
-        text = messages.pop()["content"] if messages and messages[-1]["role"] == "user" else ""
+        text = take_last_turn(sess.chat["messages"])
         sess.variants = []
         return {self.c.textbox: text, **self.view(sess), **self.saved(sess), self.c.status: ""}
 
@@ -301,10 +305,7 @@ class Actions:
 
     def undo(self, sess: Session) -> dict:
         self.refuse_while_busy(sess, "undo")
-        messages = sess.chat["messages"]
-        while messages and messages[-1]["role"] == "assistant":
-            messages.pop()
-        text = messages.pop()["content"] if messages else ""
+        text = take_last_turn(sess.chat["messages"])
         return {**self.view(sess), **self.saved(sess), self.c.textbox: text, self.c.status: ""}
 
     def clear(self, sess: Session) -> dict:

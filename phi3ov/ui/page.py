@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,17 @@ from .i18n import I18N
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
-def header_html(engine: Engine) -> str:
+@functools.cache
+def logo_img() -> str:
+    """The logo as an inline image, read once (the header is re-sent with many events)."""
     logo = ASSETS / "logo.svg"
-    img = ""
-    if logo.exists():
-        img = f'<img alt="" src="data:image/svg+xml;base64,{base64.b64encode(logo.read_bytes()).decode()}">'
+    if not logo.exists():
+        return ""
+    return f'<img alt="" src="data:image/svg+xml;base64,{base64.b64encode(logo.read_bytes()).decode()}">'
+
+
+def header_html(engine: Engine) -> str:
+    img = logo_img()
     return (
         f'<div class="phi3ov-header">{img}<div><h1>phi3ov</h1>'
         f'<span class="phi3ov-model">{html.escape(engine.name)} · {html.escape(engine.device)} · '
