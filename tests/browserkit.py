@@ -133,7 +133,7 @@ class Chat:
         self.box.fill(text)
         self.box.press("Enter")
         self.page.wait_for_function(f"document.querySelectorAll('[data-testid=\"user\"]').length > {before}",
-                                    timeout=5000)
+                                    timeout=15000)  # the check goes through the queue: slower on a busy machine
         if wait:
             self.wait_idle(timeout)
 
