@@ -283,6 +283,13 @@ def _check_context(folder: Path) -> Check:
     return Check("context length", "ok", f"{info.context_length} tokens (from {info.context_length_source})")
 
 
+def check_precision(device: str, properties: dict[str, str]) -> Check:
+    """Not the folder's: what the device will compute in (`phi3ov doctor` adds it to the report)."""
+    from .precision import resolve
+
+    return Check("inference precision", "ok", f"{device} computes in {resolve(device, properties)}")
+
+
 # --- repairs --------------------------------------------------------------------------------
 
 
@@ -365,7 +372,8 @@ def fix_stop_tokens(folder: Path) -> list[int]:
 def register_cli(sub) -> None:
     p = sub.add_parser("doctor", help="Check a model folder point by point (and repair what can be repaired).",
                        description="Check that an OpenVINO model folder can be served: model IR, tokenizer and "
-                       "detokenizer IR, chat template, stop tokens, context length, weight precision. "
+                       "detokenizer IR, chat template, stop tokens, context length, weight precision; and the inference "
+                       "precision the device computes in (PHI3OV_DEVICE, PHI3OV_OV_CONFIG). "
                        "Exit code 0 when it can be served, 1 when not.")
     p.add_argument("folder", type=Path, help="The model folder (holding openvino_model.xml).")
     p.add_argument("--fix", action="store_true", help="Repair what can be repaired without asking "
@@ -374,13 +382,19 @@ def register_cli(sub) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from .settings import ServerSettings
+
+    settings = ServerSettings.from_env()  # the device and --ov-config a server would use (PHI3OV_DEVICE, PHI3OV_OV_CONFIG)
+    precision = check_precision(settings.device, dict(settings.ov_config))
     report = diagnose(args.folder)
+    report.checks.append(precision)
     print(report.text())
     if report.fixable:
         if args.fix or _confirm(f"Repair {len(report.fixable)} point(s) now?"):
             for line in repair(args.folder, report):
                 print(f"Repaired: {line}")
             report = diagnose(args.folder)
+            report.checks.append(precision)
             print(report.text())
         else:
             print(f"To repair: phi3ov doctor {args.folder} --fix")

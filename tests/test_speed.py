@@ -136,3 +136,33 @@ def test_weight_format_reads_the_ir(bundled_ref):
     text = weight_format(bundled_ref.path)
     shares = [float(part.split()[-1].rstrip("%")) for part in text.removeprefix("OpenVINO ").split(" · ")]
     assert text.startswith("OpenVINO u4") and math.isclose(sum(shares), 100, abs_tol=3)
+
+
+def test_compare_measures_each_export_at_each_inference_precision(bundled_ref, capsys):
+    from phi3ov.cli import main
+
+    assert main(["compare", str(bundled_ref.path), "--precision", "f32,bf16", "--runs", "1", "--rounds", "1",
+                 "--max-new-tokens", "4", "--max-text-tokens", "64", "--long-prompt-tokens", "96", "--json"]) == 0
+    import json
+
+    figures = json.loads(capsys.readouterr().out)
+    rows = figures["exports"]
+    assert [(r["export"], r["precision_asked"]) for r in rows] == [(bundled_ref.path.name, "f32"),
+                                                                    (bundled_ref.path.name, "bf16")]
+    assert rows[0]["precision"] == "f32" and rows[0]["reference"] and figures["reference_precision"] == "f32"
+    assert rows[1]["precision"] in ("bf16", "f32")  # f32 where the CPU has no bf16 units
+    assert figures["long_prompt_tokens"] > figures["prompt_tokens"] > 0
+    for r in rows:
+        assert math.isfinite(r["perplexity"]) and r["perplexity"] > 1
+        assert 0 <= r["top1_agreement"] <= 1 and r["decode_tokens_per_s"] > 0
+        assert r["ttft_ms"] > 0 and r["ttft_long_ms"] > 0
+    assert rows[0]["top1_agreement"] == 1.0, "the reference agrees with itself"
+
+
+def test_compare_refuses_an_unknown_precision():
+    from phi3ov.bench.compare import parse_precisions
+    from phi3ov.errors import BadOptions
+
+    assert parse_precisions(None) == [None] and parse_precisions("f32, BF16,f32") == ["f32", "bf16"]
+    with pytest.raises(BadOptions, match="--precision"):
+        parse_precisions("f32,int8")

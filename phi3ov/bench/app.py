@@ -248,7 +248,11 @@ def main(args: argparse.Namespace) -> int:
         figures = measure_layers(layers, args.runs, args.prompt, args.max_new_tokens)
     engine.close()
     base = figures["LLMPipeline"]
+    from ..cli import settings_from
+    from ..precision import resolve
+
     out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
+           "inference_precision": str(resolve(device, dict(settings_from(serve).ov_config))),
            "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
                        "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
                       for name, f in figures.items()]}
@@ -267,6 +271,7 @@ def main(args: argparse.Namespace) -> int:
 
 def table(f: dict) -> str:
     lines = [f"{f['model']} on {f['device']}, {f['max_new_tokens']} greedy tokens, median of {f['runs']} interleaved runs",
+             f"inference precision {f.get('inference_precision', '?')}",
              f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6}"]
     for r in f["layers"]:
         lines.append(f"{r['layer']:<20} {r['ttft_ms']:>9.1f}ms {r['added_ttft_ms']:>+6.1f}ms "
