@@ -119,7 +119,7 @@ class BatchedEngine(OpenVINOEngine):
     def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float | None = None,
                  max_batched_tokens: int = 1024,
                  properties: dict[str, str] | None = None, cache_dir: Path | None = None,
-                 prompt_lookup: bool = False):
+                 prompt_lookup: bool = False, deterministic: bool = False):
         import openvino_genai as ov_genai
 
         props = self._properties(properties, cache_dir, prompt_lookup)
@@ -130,7 +130,10 @@ class BatchedEngine(OpenVINOEngine):
         scheduler.cache_size = 0
         scheduler.max_num_seqs = max_num_seqs
         scheduler.max_num_batched_tokens = max(max_batched_tokens, max_num_seqs)
-        scheduler.enable_prefix_caching = True
+        # Deterministic mode: no prefix cache (a cached prompt's last token is computed another way) and one
+        # reply in the pipeline at a time (a batch of several rounds differently from one alone).
+        scheduler.enable_prefix_caching = not deterministic
+        self.deterministic = deterministic
         self.scheduler_config = scheduler
         self.max_concurrency = max_num_seqs  # the chat and server.py let this many replies run at once
 
@@ -226,10 +229,20 @@ class BatchedEngine(OpenVINOEngine):
                     self._cond.wait()
                 if self._closed:
                     break
-                new, self._pending = self._pending, []
+                new = self._admissible()
             with self._stepping:
                 self._admit_and_step(new)
         self._shutdown()
+
+    def _admissible(self) -> list[_Request]:
+        """The waiting requests to add now (under self._cond): all of them, or in deterministic mode one, and
+        only once the pipeline is empty, so every reply is computed alone."""
+        if not self.deterministic:
+            new, self._pending = self._pending, []
+            return new
+        while self._pending and self._pending[0].stop.is_set():  # stopped while waiting: never started
+            self._pending.pop(0).out.put(_END)
+        return [self._pending.pop(0)] if self._pending and not self._active else []
 
     def _admit_and_step(self, new: list[_Request]) -> None:
         for request in new:

@@ -50,6 +50,10 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
                         help="Prompt-lookup decoding: propose tokens copied from the chat and check them in one "
                         "step; much faster for replies that repeat the input (editing code, summaries) "
                         "(env PHI3OV_PROMPT_LOOKUP=1).")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="Reproducible replies: a greedy or seeded reply is the same token for token whether it is "
+                        "asked alone, asked again or among others, on this machine and model (no prefix cache, one reply "
+                        "computed at a time; others wait their turn) (env PHI3OV_DETERMINISTIC=1).")
     parser.add_argument("--max-num-seqs", type=int, help="Replies generated at once (continuous batching; default 8).")
     parser.add_argument("--request-timeout", type=float, help="Seconds one reply may take (default 600; 0: no "
                         "limit); then it ends with finish_reason \"timeout\" and keeps its text.")
@@ -83,7 +87,7 @@ def settings_from(args: argparse.Namespace):
         "model", "device", "host", "port", "share", "api_key", "allow_no_api_key", "backend",
         "base_url", "remote_model", "inbrowser", "max_num_seqs", "max_batched_tokens", "max_queue", "max_body_mb", "max_messages",
         "max_message_chars", "request_timeout", "drain_seconds", "kv_cache_gb", "context_length",
-        "remote_api_key", "engine", "prompt_lookup", "log_prompts", "models_dir")}
+        "remote_api_key", "engine", "prompt_lookup", "deterministic", "log_prompts", "models_dir")}
     if getattr(args, "models", None):
         from .settings import parse_models
 

@@ -25,6 +25,9 @@ def create_engine(settings: ServerSettings) -> Engine:
 
         if not settings.base_url:
             raise BadOptions("--backend openai needs --base-url, e.g. --base-url http://localhost:8000/v3.")
+        if settings.deterministic:
+            raise BadOptions("--deterministic needs the local backend: a remote server decides its own batching "
+                             "and caching.", "Drop --deterministic, or serve the model here (--backend local).")
         return RemoteEngine(settings.base_url, model=settings.remote_model or settings.model,
                             api_key=settings.remote_api_key, context_length=settings.context_length)
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
@@ -40,12 +43,14 @@ def make_engine(settings: ServerSettings, ref: models.ModelRef) -> Engine:
     doctor.diagnose(ref.path).raise_if_not_servable()  # every folder served has passed doctor
     properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
     if settings.engine == "single":
-        return LocalEngine(ref, settings.device, properties=properties, prompt_lookup=settings.prompt_lookup)
+        return LocalEngine(ref, settings.device, properties=properties, prompt_lookup=settings.prompt_lookup,
+                           deterministic=settings.deterministic)
     from .batching import BatchedEngine
 
     return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
                          max_batched_tokens=settings.max_batched_tokens,
-                         properties=properties, prompt_lookup=settings.prompt_lookup)
+                         properties=properties, prompt_lookup=settings.prompt_lookup,
+                         deterministic=settings.deterministic)
 
 
 def check_api_key_policy(settings: ServerSettings) -> None:

@@ -214,6 +214,7 @@ class ServerSettings:
     max_message_chars: int = 100_000  # per message
     max_batched_tokens: int = 1024  # prompt + generated tokens in one batching step (split-fuse chunks longer prompts)
     prompt_lookup: bool = False  # prompt-lookup decoding: faster replies that repeat text of the chat
+    deterministic: bool = False  # no prefix cache, one reply in the pipeline at a time: replies reproduce exactly
     kv_cache_gb: float | None = None  # None: sized to the model, --max-num-seqs and the memory available
     context_length: int | None = None  # cap on the model's context (tokens); None: the model's own
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none by default
@@ -241,6 +242,7 @@ class ServerSettings:
             values["port"] = int(env.get("PHI3OV_PORT") or env["PORT"])
         values["share"] = _env_bool("PHI3OV_SHARE")
         values["prompt_lookup"] = _env_bool("PHI3OV_PROMPT_LOOKUP")
+        values["deterministic"] = _env_bool("PHI3OV_DETERMINISTIC")
         values["log_prompts"] = _env_bool("PHI3OV_LOG_PROMPTS")
         if env.get("PHI3OV_AUTH"):
             values["auth"] = parse_auth(env["PHI3OV_AUTH"])

@@ -276,19 +276,63 @@ def test_the_model_menu_switches_models_and_keeps_the_conversation(open_chat, bu
         srv.stop()
 
 
+# Bounded strings: the object must end well within max new tokens whatever text the CPU's rounding gives.
+COLOUR = ('{"type": "object", "properties": {"colour": {"type": "string", "maxLength": 20}, '
+          '"reason": {"type": "string", "maxLength": 80}}, "required": ["colour", "reason"], "additionalProperties": false}')
+
+
 def test_reply_as_json_follows_the_schema_and_a_bad_schema_is_refused(open_chat):
     chat = open_chat()
     chat.settings(max_new_tokens=300, temperature=0)  # greedy, and room for the whole object
     chat.page.locator("#reply-json input").check()
     schema = chat.page.locator("#json-schema textarea")
-    schema.fill('{"type": "object", "properties": {"colour": {"type": "string"}, "reason": {"type": "string"}}, '
-                '"required": ["colour", "reason"], "additionalProperties": false}')
+    schema.fill(COLOUR)
     chat.send("What is your favourite colour, and why?")
     reply = json.loads(chat.bots()[0])  # the reply parses, and follows the schema
     assert set(reply) == {"colour", "reason"} and all(isinstance(v, str) for v in reply.values())
+    assert len(reply["colour"]) <= 20 and len(reply["reason"]) <= 80
 
     schema.fill('{"type": "object", ')  # not JSON: refused, the message stays in the box
     chat.box.fill("Another one")
     chat.box.press("Enter")
     chat.toast("The JSON schema is not valid JSON").wait_for(timeout=10000)
     assert chat.box.input_value() == "Another one" and len(chat.users()) == 1
+
+
+def test_a_reply_cut_at_the_length_limit_says_so_and_continue_writes_on(open_chat):
+    chat = open_chat()
+    cont = chat.page.locator("#continue")
+    chat.settings(max_new_tokens=8, temperature=0)
+    chat.send("Write a long story about a lighthouse keeper.")
+    cut = chat.bots()[0]
+    assert "Stopped at the length limit" in cut and "length limit" in chat.status()
+    cont.wait_for(timeout=10000)
+    cut_text = cut.split("✂")[0].strip()
+    cont.click()
+    chat.page.wait_for_function(
+        "(document.querySelectorAll('[data-testid=\"bot\"]')[0]?.innerText || '').length > "
+        f"{len(cut)}", timeout=60000)
+    chat.wait_idle()
+    longer = chat.bots()
+    assert len(longer) == 1 and longer[0].startswith(cut_text) and len(longer[0]) > len(cut)  # the same bubble grew
+    saved = chat.save_json()["messages"][-1]
+    assert saved["content"].startswith(cut_text) and saved["generation"]["continued"] == 1
+
+    # A JSON reply cut short is shown as cut, never as the answer; Continue writes it with more room until it parses.
+    new_chat(chat)
+    chat.settings(max_new_tokens=12)
+    chat.page.locator("#reply-json input").check()
+    chat.page.locator("#json-schema textarea").fill(COLOUR)
+    chat.send("What is your favourite colour, and why?")
+    assert "this JSON is not complete" in chat.bots()[0]
+    for _ in range(10):  # each press gives 12 more tokens of room; the bounded object needs far fewer than 130
+        if not cont.is_visible():
+            break
+        before = chat.bots()[0]
+        cont.click()
+        chat.page.wait_for_function("b => document.querySelector('[data-testid=\"bot\"]')?.innerText !== b",
+                                    arg=before, timeout=60000)
+        chat.wait_idle()
+    reply = json.loads(chat.bots()[0])
+    assert set(reply) == {"colour", "reason"}
+    assert not cont.is_visible()

@@ -86,6 +86,7 @@ class Reply:
         self._stop = threading.Event()
         self._started = False
         self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
+        self.prefix = ""  # a continued reply: the text it goes on from (the streamed text comes after it)
 
     @property
     def stopped(self) -> bool:
@@ -183,6 +184,7 @@ class Engine:
     context_length: int = 4096
     request_timeout_s: float | None = None  # each reply is stopped this long after it starts
     prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
+    deterministic: bool = False  # --deterministic: a greedy or seeded reply is the same alone, again or among others
     fault: faults.Fault | None = None  # a failure to inject (faults.py, tests only)
     log_prompts: bool = False  # --log-prompts: one INFO line per reply with its messages (never by default)
 
@@ -213,6 +215,14 @@ class Engine:
 
     def check_options(self, options: GenerationOptions) -> None:
         """Raise BadOptions for what this backend cannot honour (before any work starts)."""
+
+    can_continue: bool = False  # continue_reply() is available (the backend reads the reply so far as a prefix)
+
+    def continue_reply(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        """More of the last message, an assistant's reply cut at the length limit: the model reads the
+        conversation and the reply so far, and writes on (`reply.prefix` is the text it goes on from)."""
+        raise BadOptions(f"Continuing a reply is not available with the {type(self).__name__}.",
+                         "Regenerate the reply with a larger “max new tokens” instead.")
 
     def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
         """A continuation of raw text, no chat template (the legacy completions API)."""

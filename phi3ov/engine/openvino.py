@@ -8,12 +8,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import faults
 from ..conversation import Fitted, Message, fit
 from ..errors import (
+    BadInput,
     BadOptions,
     ContextOverflow,
     DeviceUnavailable,
@@ -86,16 +88,25 @@ def load_failed(folder: Path, device: str, err: Exception) -> ModelNotServable:
                             f"Run `phi3ov doctor {folder}` to see what is missing.")
 
 
-def get_pipeline(folder: Path, device: str, properties: dict[str, str]) -> Any:
-    """One LLMPipeline per (folder, device, properties) for the whole process, built lazily."""
-    key = (str(Path(folder).resolve()), device, tuple(sorted(properties.items())))
+def get_pipeline(folder: Path, device: str, properties: dict[str, str], prefix_caching: bool = True) -> Any:
+    """One LLMPipeline per (folder, device, properties, prefix caching) for the whole process, built lazily.
+
+    On CPU an LLMPipeline runs on the paged-attention backend, whose prefix cache is on by default: a prompt
+    that shares blocks with an earlier one is computed another way. `prefix_caching=False` turns it off.
+    """
+    key = (str(Path(folder).resolve()), device, tuple(sorted(properties.items())), prefix_caching)
     with _pipelines_lock:
         if key not in _pipelines:
             import openvino_genai as ov_genai
 
             started = time.perf_counter()
+            extra: dict[str, Any] = {}
+            if not prefix_caching:
+                scheduler = ov_genai.SchedulerConfig()
+                scheduler.enable_prefix_caching = False
+                extra["scheduler_config"] = scheduler
             try:
-                _pipelines[key] = ov_genai.LLMPipeline(str(folder), device, **properties)
+                _pipelines[key] = ov_genai.LLMPipeline(str(folder), device, **properties, **extra)
             except RuntimeError as err:
                 raise load_failed(folder, device, err) from None
             log.info("Loaded %s on %s in %.1f s", folder, device, time.perf_counter() - started)
@@ -215,6 +226,35 @@ class OpenVINOEngine(Engine):
 
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError
+
+    can_continue = True
+
+    def continue_reply(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+        """The prompt is the conversation before the cut reply, then the reply's text: the model writes on.
+
+        A constrained reply (JSON, a schema) cannot resume mid-object (the grammar starts at the first token), so
+        it is written again from its start with the same seed and room for the cut part and `max_new_tokens`
+        more; greedy or seeded, it begins with the same text (token for token with --deterministic).
+        """
+        options = self.capped(options or GenerationOptions())
+        *before, cut = messages
+        if not before or cut.get("role") != "assistant" or not cut.get("content"):
+            raise BadInput("There is no reply to continue.", "Send a message first.")
+        self.check_options(options)
+        so_far = self.count_text(cut["content"])
+        if options.constraint is not None:
+            options = replace(options, max_new_tokens=min(so_far + options.max_new_tokens, self.context_length // 2))
+            reply = self.chat(before, options)
+            return reply
+        room = max(self.context_length - so_far - 1, 1)
+        options = replace(options, max_new_tokens=min(options.max_new_tokens, room))
+        fitted = fit(before, lambda kept: self.count_tokens(kept) + so_far, self.context_length,
+                     options.max_new_tokens)
+        ids = self._encode(self.prompt(fitted.messages, options.tools) + self.special_tokens.defuse(cut["content"]))
+        fitted = Fitted([*fitted.messages, cut], len(ids), fitted.dropped)
+        reply = Reply(self._runner_for(ids, fitted, options), fitted, options, self.request_timeout_s)
+        reply.prefix = cut["content"]
+        return reply
 
     def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
         options = self.capped(options or GenerationOptions())

@@ -11,6 +11,7 @@ Handlers return {component: value} for what they change.
 from __future__ import annotations
 
 import contextlib
+import copy
 import shutil
 import tempfile
 import time
@@ -24,7 +25,7 @@ from .. import conversation, transcript
 from ..engine import Engine
 from ..errors import Phi3ovError
 from ..settings import BOUNDS, GenerationOptions, ServerSettings
-from ..structured import ANY_JSON_OBJECT
+from ..structured import ANY_JSON_OBJECT, Constraint
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .conversations import Chat, Store, new_chat, title_of
 from .markup import as_text_markup
@@ -33,6 +34,20 @@ from .page import header_html
 SAVE_EVERY_S = 1.0  # a reply in flight is written to the browser this often at most
 SAVE_CHARS_PER_S = 200_000  # and at most about this much of the list a second
 INTERRUPTED = "\n\n*⚠ Interrupted: the page closed before this reply finished.*"
+CUT = "\n\n*✂ Stopped at the length limit. Continue writes more.*"
+CUT_JSON = "\n\n*✂ Cut at the length limit: this JSON is not complete. Continue writes it with more room.*"
+
+
+def cut_at_length(message: dict) -> bool:
+    """A reply that ended at the length limit (max new tokens): it says so, and can be continued."""
+    generation = message.get("generation")
+    return message.get("role") == "assistant" and isinstance(generation, dict) \
+        and generation.get("finish_reason") == "length"
+
+
+def constrained(message: dict) -> bool:
+    options = (message.get("generation") or {}).get("options")
+    return isinstance(options, dict) and isinstance(options.get("constraint"), dict)
 
 
 def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
@@ -42,8 +57,23 @@ def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
         text = as_text_markup(m["content"])
         if m.get("interrupted") and m is not in_flight:
             text += INTERRUPTED
+        elif cut_at_length(m) and m is not in_flight:
+            text += CUT_JSON if constrained(m) else CUT
         out.append({"role": m["role"], "content": text})
     return out
+
+
+def continued_options(cut: dict) -> GenerationOptions:
+    """The options a cut reply was written with (its constraint and seed included), to continue it alike."""
+    recorded = dict((cut.get("generation") or {}).get("options") or {})
+    constraint = recorded.pop("constraint", None)
+    recorded["seed"] = (cut.get("generation") or {}).get("seed", recorded.get("seed"))
+    known = {"max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop",
+             "prompt_lookup", "presence_penalty", "frequency_penalty"}
+    values = {k: v for k, v in recorded.items() if k in known}
+    if isinstance(constraint, dict):
+        values["constraint"] = Constraint(str(constraint.get("kind")), str(constraint.get("text")))
+    return GenerationOptions.parse(clamp=True, **values)
 
 
 def take_last_turn(messages: list[dict]) -> str:
@@ -76,7 +106,9 @@ class Actions:
                 c.variant_nav: gr.update(visible=len(variants) > 1),
                 c.variant_label: f"{last.get('variant', 0) + 1} / {len(variants)}" if variants else "",
                 c.undo_delete: gr.update(visible=sess.deleted is not None),
-                c.header: header_html(self.engine), c.model: gr.update(value=self.engine.name)}
+                c.header: header_html(self.engine), c.model: gr.update(value=self.engine.name),
+                c.cont: gr.update(visible=bool(last) and cut_at_length(last) and not sess.busy
+                                  and self.engine.can_continue)}
 
     def saved(self, sess: Session) -> dict:
         return {self.c.store: sess.store.dump()}
@@ -208,16 +240,22 @@ class Actions:
         if sess.pending is None:  # nothing was accepted, or stopped while waiting
             return
         sess.pending = None
-        c, chat = self.c, sess.chat
+        c, chat, cut = self.c, sess.chat, sess.cut
         try:
-            options = options_from(*numbers)
+            options = continued_options(cut) if cut else options_from(*numbers)
         except Phi3ovError as err:
+            sess.cut = None
             raise as_gradio_error(err) from None
-        bot: dict[str, Any] = {"role": "assistant", "content": "", "interrupted": True}
+        if cut:  # Continue: the cut reply is the one that grows
+            bot = chat["messages"][-1]
+            bot["interrupted"] = True
+        else:
+            bot = {"role": "assistant", "content": "", "interrupted": True}
         saved_at, status, reply = time.monotonic(), "", None
         try:
             messages = conversation.build(system, chat["messages"])
-            for answer, status, reply in stream_reply(self.engine, messages, options, sess, self.metrics):  # noqa: B007
+            for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
+                                                      self.metrics, continuation=cut is not None):
                 if answer and not sess.discard and not any(m is bot for m in chat["messages"]):
                     chat["messages"].append(bot)
                 bot["content"] = answer
@@ -228,17 +266,27 @@ class Actions:
                     out.update(self.saved(sess))
                 yield out
         except gr.Error:
+            if cut and len(bot["content"]) < len(cut["content"]):  # a JSON written again fell short: keep the cut one
+                bot.clear()
+                bot.update(cut)
             bot.pop("interrupted", None)  # what was written stays, as a finished (failed) reply
-            sess.variants = []
+            sess.variants, sess.cut = [], None
             yield {c.chatbot: shown(chat), **self.saved(sess)}
             raise
         bot.pop("interrupted", None)
-        if sess.discard:
+        if cut and (sess.discard or len(bot["content"]) < len(cut["content"])):
+            # Discarded, or a JSON reply written again stopped short of the cut one: the cut reply stays as it was.
+            bot.clear()
+            bot.update(cut)
+            sess.discard, status = False, ""
+        elif sess.discard:
             remove(chat["messages"], bot)
             sess.discard = False
             status = ""
         elif bot["content"]:
             bot["generation"] = generation_record(reply)
+            if cut:
+                bot["generation"]["continued"] = int((cut.get("generation") or {}).get("continued") or 0) + 1
             if sess.variants:
                 bot["variants"] = [*sess.variants, {"content": bot["content"], "generation": bot["generation"]}]
                 bot["variant"] = len(bot["variants"]) - 1
@@ -247,9 +295,20 @@ class Actions:
             chat["messages"].append({"role": "assistant", **old, "variants": sess.variants,
                                      "variant": len(sess.variants) - 1} if len(sess.variants) > 1
                                     else {"role": "assistant", **old})
-        sess.variants = []
+        sess.variants, sess.cut = [], None
         sess.store.keep(chat)
         yield {**self.view(sess), **self.saved(sess), c.status: status}
+
+    def continue_reply(self, sess: Session) -> dict:
+        """Continue: the last reply, cut at the length limit, is written on with the settings it had."""
+        self.refuse_while_busy(sess, "continue")
+        messages = sess.chat["messages"]
+        if not messages or not cut_at_length(messages[-1]):
+            gr.Warning("Only a reply that stopped at the length limit can be continued.")
+            return self.view(sess)
+        sess.cut = copy.deepcopy(messages[-1])
+        sess.variants = []
+        return self.answer(sess, messages[-1]["content"])
 
     def stop(self, sess: Session) -> None:
         sess.pending = None  # a reply still waiting in line never starts
@@ -263,6 +322,8 @@ class Actions:
         sess.discard, sess.pending = True, None
         if sess.reply is not None:
             sess.reply.stop()
+        if sess.cut is not None:  # a continuation: only what it added goes (respond puts the cut reply back)
+            return {**self.view(sess), self.c.status: ""}
         text = take_last_turn(sess.chat["messages"])
         sess.variants = []
         return {self.c.textbox: text, **self.view(sess), **self.saved(sess), self.c.status: ""}

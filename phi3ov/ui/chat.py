@@ -33,6 +33,7 @@ class Session:
         self.reply: Reply | None = None
         self.pending: str | None = None  # the message accepted, its reply not started yet
         self.discard = False  # "Stop and discard" was pressed for the reply in flight
+        self.cut: dict[str, Any] | None = None  # Continue: the cut reply as it was, until its continuation ends
         self.variants: list[dict[str, Any]] = []  # earlier replies to the message being answered again
         self.deleted: Chat | None = None  # the last deleted conversation, until Undo or the next action
         self.folder: Path | None = None  # where this session's saved chats are written
@@ -81,13 +82,15 @@ def busy_status(text: str) -> str:
 
 
 def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
-                 metrics: Any = None) -> Iterator[tuple[str, str, Reply]]:
-    """Stream a reply to `messages` (system prompt first, the user's message last).
+                 metrics: Any = None, continuation: bool = False) -> Iterator[tuple[str, str, Reply]]:
+    """Stream a reply to `messages` (system prompt first, the user's message last), or with `continuation`
+    more of the last message (a reply cut at the length limit).
 
-    Yields (text so far, status line, reply); the last yield has the whole text and the figures.
+    Yields (text so far, status line, reply); the last yield has the whole text and the figures. A continued
+    reply's text starts with what it continues (`reply.prefix`).
     """
     try:
-        reply = engine.chat(messages, options)
+        reply = engine.continue_reply(messages, options) if continuation else engine.chat(messages, options)
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     if session is not None:
@@ -96,7 +99,7 @@ def stream_reply(engine: Engine, messages: list[dict], options: GenerationOption
     if notice:
         gr.Warning(notice)
     yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
-    answer, shown_at, live = "", 0.0, LiveFigures(engine, reply)
+    answer, shown_at, live = reply.prefix, 0.0, LiveFigures(engine, reply)
     try:
         for chunk in reply:
             answer += chunk
@@ -129,7 +132,7 @@ class LiveFigures:
             self.first = now
         if now - self.counted_at >= LIVE_FIGURES_INTERVAL_S:
             self.counted_at = now
-            tokens = self.engine.count_text(answer)
+            tokens = self.engine.count_text(answer[len(self.reply.prefix):])
             parts = ["Generating…", f"first token {self.reply.client_ttft_ms or 0:.0f} ms", f"{tokens} tokens"]
             if now > self.first and tokens > 1:
                 parts.append(f"{(tokens - 1) / (now - self.first):.1f} tokens/s")
@@ -160,7 +163,7 @@ def figures(reply: Reply) -> str:
     elif reply.finish_reason == "cancelled":
         parts.append("stopped")
     elif reply.finish_reason == "length":
-        parts.append("reached max new tokens")
+        parts.append("stopped at the length limit: Continue writes more")
     text = " · ".join(parts)
     if reply.fitted.notice:
         text += f"\n\n⚠️ {reply.fitted.notice}"

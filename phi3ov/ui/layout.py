@@ -78,6 +78,7 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
             c.discard = gr.Button(t("stop_discard"), scale=0, min_width=84, elem_id="stop-discard", visible=False)
         with gr.Row(elem_id="actions"):
             c.regenerate = gr.Button(t("regenerate"), size="sm", elem_id="regenerate")
+            c.cont = gr.Button(t("continue"), size="sm", elem_id="continue", visible=False)
             c.undo = gr.Button(t("undo"), size="sm", elem_id="undo")
             c.clear = gr.Button(t("clear"), size="sm", elem_id="clear")
             c.save = gr.Button(t("save"), size="sm", elem_id="save")
@@ -119,7 +120,7 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     """Connect the events. A check with no outputs runs first where a refusal must change nothing;
     checks go through the queue (an error raised outside it reaches the page as a bare HTTP 500)."""
     generation = [c.system_prompt, *c.sliders, c.seed, c.lookup, c.as_json, c.schema]
-    view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete, c.header, c.model]
+    view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete, c.header, c.model, c.cont]
     every = [*view, c.store, c.status, c.textbox, c.send, c.stop, c.discard, c.system_prompt, *c.sliders, c.seed,
              c.as_json, c.schema, c.downloads]
     respond = dict(fn=do.respond, inputs=[*generation, c.session], outputs=every,
@@ -134,6 +135,7 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     c.chatbot.example_select(do.example, [c.session], **quick).success(**respond).then(**to_idle)
     c.chatbot.edit(do.edit, [c.session], **quick).success(**respond).then(**to_idle)
     c.regenerate.click(do.regenerate, [c.session], **quick).success(**respond).then(**to_idle)
+    c.cont.click(do.continue_reply, [c.session], **quick).success(**respond).then(**to_idle)
     c.stop.click(do.stop, [c.session], None, queue=False, **PRIVATE)
     c.discard.click(do.discard_reply, [c.session], **quick)
     c.undo.click(do.undo, [c.session], **quick)

@@ -30,7 +30,11 @@ def header_html(engine: Engine) -> str:
     return (
         f'<div class="phi3ov-header">{img}<div><h1>phi3ov</h1>'
         f'<span class="phi3ov-model">{html.escape(engine.name)} · {html.escape(engine.device)} · '
-        f"{engine.context_length} tokens of context</span></div></div>"
+        f"{engine.context_length} tokens of context"
+        + (' · <span class="phi3ov-deterministic" title="Started with --deterministic: a greedy or seeded reply is '
+           'the same whether asked alone, again or among others; replies are computed one at a time.">'
+           "reproducible replies</span>" if engine.deterministic else "")
+        + "</span></div></div>"
     )
 
 
