@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .conversation import Fitted
-from .engine import Emit, OpenVINOEngine, Runner, Stats, load_failed
+from .engine import Capabilities, Emit, OpenVINOEngine, Runner, Stats, load_failed
 from .errors import EngineNotReady, GenerationFailed
 from .models import ModelRef, read_info
 from .settings import GenerationOptions
@@ -135,7 +135,8 @@ class BatchedEngine(OpenVINOEngine):
         scheduler.enable_prefix_caching = not deterministic
         self.deterministic = deterministic
         self.scheduler_config = scheduler
-        self.max_concurrency = max_num_seqs  # the chat and server.py let this many replies run at once
+        self.capabilities = Capabilities(max_concurrency=max_num_seqs, can_continue=True, can_tokenize=True,
+                                         deterministic=deterministic)
 
         def make_pipeline(device: str) -> Any:
             started = time.perf_counter()
@@ -165,7 +166,7 @@ class BatchedEngine(OpenVINOEngine):
         return self._stepping
 
     @property
-    def running(self) -> int:
+    def running(self) -> int | None:
         """Replies waiting for or inside the pipeline right now."""
         with self._cond:
             return len(self._pending) + len(self._active)

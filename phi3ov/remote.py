@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from .conversation import Fitted, Message
-from .engine import Emit, Engine, Runner, Stats
+from .engine import Capabilities, Emit, Engine, Runner, Stats
 from .errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
 from .logprobs import Piece, TokenLogprob
 from .settings import GenerationOptions
@@ -45,7 +45,7 @@ def estimate_tokens(messages: list[Message]) -> int:
 class RemoteEngine(Engine):
     """Replies from an OpenAI-compatible server; many at once (the server does the batching)."""
 
-    max_concurrency = 16
+    capabilities = Capabilities(max_concurrency=16)  # the server does the batching; it refuses what it cannot do
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
                  context_length: int | None = None, timeout: float = 600):

@@ -101,7 +101,7 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     engine.log_prompts = settings.log_prompts  # after the warm-up: only people's messages are logged
     counters = Counters.for_engine(engine, settings)
     demo = build_ui(engine, settings, counters.metrics)
-    demo.queue(default_concurrency_limit=getattr(engine, "max_concurrency", 1))
+    demo.queue(default_concurrency_limit=engine.capabilities.max_concurrency)
     return demo, engine, counters
 
 
@@ -179,7 +179,7 @@ def drain(demo: Any, engine: Engine, slots: Any, drain_s: float) -> None:
     """Refuse new API requests, let replies in flight finish for up to `drain_s` seconds, then close the
     server and the engine."""
     slots.closing = True
-    in_flight = lambda: max(getattr(engine, "running", 0) or 0, slots.taken)  # noqa: E731
+    in_flight = lambda: max(engine.running or 0, slots.taken)  # noqa: E731
     log.info("Stopping: %d replies in flight get up to %g s to finish.", in_flight(), drain_s)
     deadline = time.monotonic() + drain_s
     while in_flight() and time.monotonic() < deadline:

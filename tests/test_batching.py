@@ -24,7 +24,7 @@ def batched(bundled_ref):
 
 
 def test_settings_reach_the_pipeline(batched):
-    assert batched.max_concurrency == 4
+    assert batched.capabilities.max_concurrency == 4
     assert batched.scheduler_config.max_num_seqs == 4
     assert batched.scheduler_config.enable_prefix_caching
 

@@ -49,8 +49,8 @@ class Counters:
 
     @classmethod
     def for_engine(cls, engine: Engine | None, settings: ServerSettings) -> Counters:
-        slots = Slots(getattr(engine, "max_concurrency", 1), settings.max_queue)
-        return cls(slots, Metrics(running=lambda: getattr(engine, "running", None) or 0, waiting=slots.waiting))
+        slots = Slots(engine.capabilities.max_concurrency, settings.max_queue)
+        return cls(slots, Metrics(running=lambda: engine.running or 0, waiting=slots.waiting))
 
 
 async def read_body(request: Request, settings: ServerSettings) -> Any:

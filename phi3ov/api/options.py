@@ -65,7 +65,7 @@ def check_model_name(model: str, engine: Engine) -> None:
     404 that says how to switch (a request never switches: that would change the model under every user)."""
     if model == engine.name:
         return
-    others = [m.name for m in engine.models()] if hasattr(engine, "models") else []
+    others = engine.model_names()
     if model in others:
         raise ApiError(404, f"The model `{model}` is on this machine but not loaded; this server serves "
                        f"`{engine.name}` now. Switch to it in the chat page's model menu, or ask `{engine.name}`.",

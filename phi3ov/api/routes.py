@@ -87,7 +87,7 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
 
     def model_cards(eng: Engine) -> list[dict[str, Any]]:
         """The model served, then the others the model menu can switch to (not loaded)."""
-        others = [m.name for m in eng.models()][1:] if hasattr(eng, "models") else []
+        others = eng.model_names()[1:]
         return [model_card(eng), *({"id": name, "object": "model", "created": created, "owned_by": "phi3ov",
                                     "loaded": False} for name in others)]
 
@@ -95,7 +95,7 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
     async def health():
         if engine is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ok", "model": engine.name, "running": getattr(engine, "running", None)}
+        return {"status": "ok", "model": engine.name, "running": engine.running}
 
     @router.get("/metrics")
     async def prometheus(request: Request):

@@ -46,7 +46,7 @@ def parse_tools(extra: dict[str, Any], messages: list[dict[str, Any]], engine: E
     uses_tools = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages if isinstance(m, dict))
     if tools in (None, []) and choice in (None, "none") and parallel is None and not uses_tools:
         return (), None
-    template = getattr(engine, "chat_template", None) or ""
+    template = engine.chat_template
     param = "tools" if tools not in (None, []) else "tool_choice" if choice is not None else \
         "parallel_tool_calls" if parallel is not None else "messages"
     if not takes_tools(template):

@@ -44,6 +44,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-lookup", action="store_true",
                         help="Instead: replies with and without prompt-lookup decoding, on an input-grounded "
                         "prompt and a free chat prompt.")
+    parser.add_argument("--determinism", type=int, nargs="?", const=4, metavar="N",
+                        help="Instead: what --deterministic costs against the default (one reply, the next turn of a "
+                        "long chat, N replies at once; default N 4).")
     parser.add_argument("--soak", type=int, metavar="N",
                         help="Instead: N mixed requests (streaming or not, sampled, stopped, dropped, long "
                         "histories) against a launched server; prints failures and the server's RSS.")
@@ -204,10 +207,11 @@ def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> 
 def main(args: argparse.Namespace) -> int:
 
     from .. import models
+    from ..batching import BatchedEngine
     from ..cli import build_parser
     from ..engine import default_properties
     from ..process import ServerProcess
-    from ..server import create_engine
+    from ..server import make_engine
     from ..settings import ServerSettings, default_cache_dir
 
     if args.peers:
@@ -226,6 +230,14 @@ def main(args: argparse.Namespace) -> int:
         figures = run_soak(ref.path, device, args.soak, args.server_arg, log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
         return 0 if figures["failures"] == 0 else 1
+    if args.determinism:
+        from .determinism import run_determinism
+        from .determinism import table as determinism_table
+
+        figures = run_determinism(ref, device, args.runs, args.max_new_tokens, args.determinism,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(figures) if args.json else determinism_table(figures))
+        return 0
     if args.prompt_lookup:
         from .lookup import run_lookup
         from .lookup import table as lookup_table
@@ -237,9 +249,9 @@ def main(args: argparse.Namespace) -> int:
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
     serve = build_parser().parse_args(["serve", *server_args])
     settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb", "max_batched_tokens", "prompt_lookup")})
-    engine = create_engine(settings)
+    engine = make_engine(settings, ref)  # the engine the server serves (without the model menu around it)
     layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, default_properties(default_cache_dir()))}
-    if hasattr(engine, "exclusive"):
+    if isinstance(engine, BatchedEngine):
         layers["batching pipeline"] = batching_layer(engine)
     layers["engine"] = engine_layer(engine)
     with ServerProcess(server_args) as server:

@@ -8,9 +8,9 @@
 The batching engine (the default) is phi3ov/batching.py, the remote one phi3ov/remote.py.
 """
 
-from .base import Emit, Engine, Reply, Runner, Stats
+from .base import Capabilities, Emit, Engine, Reply, Runner, Stats
 from .local import LocalEngine
 from .openvino import OpenVINOEngine, check_device, default_properties, get_pipeline, load_failed
 
-__all__ = ["Emit", "Engine", "LocalEngine", "OpenVINOEngine", "Reply", "Runner", "Stats", "check_device",
+__all__ = ["Capabilities", "Emit", "Engine", "LocalEngine", "OpenVINOEngine", "Reply", "Runner", "Stats", "check_device",
            "default_properties", "get_pipeline", "load_failed"]

@@ -176,17 +176,42 @@ class Reply:
             self._stop.set()  # a closed generator (Stop button, dropped client) stops the backend
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared by the backend and read by its callers (never probed)."""
+
+    max_concurrency: int = 1  # replies generated at once; more wait their turn (the UI's and the API's slots)
+    can_switch: bool = False  # model_names() lists more than the served model, and switch() serves another
+    can_continue: bool = False  # continue_reply(): the model goes on from a reply's text
+    can_tokenize: bool = False  # tokenize, detokenize, count_prompt and complete() with the model's own tokenizer
+    deterministic: bool = False  # --deterministic: a greedy or seeded reply is the same alone, again or among others
+
+
 class Engine:
-    """What every backend offers. Subclasses set name/device/context_length and `_runner`."""
+    """What every backend offers. Subclasses set name/device/context_length/capabilities and `_runner`."""
 
     name: str = "model"
     device: str = "CPU"
     context_length: int = 4096
+    capabilities: Capabilities = Capabilities()
+    chat_template: str = ""  # the model's chat template, where this process has it
     request_timeout_s: float | None = None  # each reply is stopped this long after it starts
     prompt_lookup: bool = False  # the backend proposes tokens copied from the chat (prompt-lookup decoding)
-    deterministic: bool = False  # --deterministic: a greedy or seeded reply is the same alone, again or among others
     fault: faults.Fault | None = None  # a failure to inject (faults.py, tests only)
     log_prompts: bool = False  # --log-prompts: one INFO line per reply with its messages (never by default)
+
+    @property
+    def running(self) -> int | None:
+        """Replies waiting for or inside the backend now; None where the backend does not count them."""
+        return None
+
+    def model_names(self) -> list[str]:
+        """The models this server can serve, the served one first (others only where capabilities.can_switch)."""
+        return [self.name]
+
+    def switch(self, name: str) -> float:
+        """Serve the model called `name` from now on; returns the seconds it took to load."""
+        raise BadOptions(f"This server serves {self.name} only.", "Start it with another --model to serve another.")
 
     def count_tokens(self, messages: list[Message]) -> int:
         raise NotImplementedError
@@ -215,8 +240,6 @@ class Engine:
 
     def check_options(self, options: GenerationOptions) -> None:
         """Raise BadOptions for what this backend cannot honour (before any work starts)."""
-
-    can_continue: bool = False  # continue_reply() is available (the backend reads the reply so far as a prefix)
 
     def continue_reply(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
         """More of the last message, an assistant's reply cut at the length limit: the model reads the

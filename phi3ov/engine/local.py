@@ -12,7 +12,7 @@ from ..conversation import Fitted
 from ..logprobs import ReplyTokens
 from ..models import ModelRef
 from ..settings import GenerationOptions
-from .base import Emit, Runner, Stats
+from .base import Capabilities, Emit, Runner, Stats
 from .openvino import FairLock, OpenVINOEngine, get_pipeline
 
 
@@ -23,7 +23,8 @@ class LocalEngine(OpenVINOEngine):
                  cache_dir: Path | None = None, prompt_lookup: bool = False, deterministic: bool = False):
         props = self._properties(properties, cache_dir, prompt_lookup)
         # One reply at a time already; deterministic mode also turns the prefix cache off (see get_pipeline).
-        self.deterministic = deterministic
+        self.capabilities = Capabilities(max_concurrency=1, can_continue=True, can_tokenize=True,
+                                         deterministic=deterministic)
         self._load(model, device, lambda dev: get_pipeline(model.path, dev, props, prefix_caching=not deterministic))
         self._lock = FairLock()
 

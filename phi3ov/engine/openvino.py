@@ -227,8 +227,6 @@ class OpenVINOEngine(Engine):
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError
 
-    can_continue = True
-
     def continue_reply(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
         """The prompt is the conversation before the cut reply, then the reply's text: the model writes on.
 

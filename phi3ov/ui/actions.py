@@ -108,7 +108,7 @@ class Actions:
                 c.undo_delete: gr.update(visible=sess.deleted is not None),
                 c.header: header_html(self.engine), c.model: gr.update(value=self.engine.name),
                 c.cont: gr.update(visible=bool(last) and cut_at_length(last) and not sess.busy
-                                  and self.engine.can_continue)}
+                                  and self.engine.capabilities.can_continue)}
 
     def saved(self, sess: Session) -> dict:
         return {self.c.store: sess.store.dump()}
@@ -230,8 +230,8 @@ class Actions:
         """The conversation ends with the user's `text`: queue its reply."""
         sess.deleted, sess.discard, sess.pending = None, False, text
         sess.store.keep(sess.chat)
-        running = getattr(self.engine, "running", 0) or 0
-        waiting = running >= getattr(self.engine, "max_concurrency", 1)
+        running = self.engine.running or 0
+        waiting = running >= self.engine.capabilities.max_concurrency
         status = busy_status(f"Waiting for a free slot: {running} replies are being written…") if waiting else ""
         return {**self.view(sess), **self.saved(sess), **self.buttons(True), self.c.status: status}
 
@@ -388,7 +388,7 @@ class Actions:
 
     # -- the model menu --------------------------------------------------------------------------
     def model_choices(self) -> dict:
-        return {self.c.model: gr.update(choices=[m.name for m in self.engine.models()], value=self.engine.name)}
+        return {self.c.model: gr.update(choices=self.engine.model_names(), value=self.engine.name)}
 
     def pick_model(self, name: str, sess: Session) -> dict:
         """Refuse at once what cannot switch; otherwise say that the model is loading."""

@@ -39,7 +39,7 @@ class Parts:
 
 def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: Any = None) -> gr.Blocks:
     settings = settings or ServerSettings()
-    concurrency = getattr(engine, "max_concurrency", 1)
+    concurrency = engine.capabilities.max_concurrency
     c = Parts()
 
     with gr.Blocks(title="phi3ov chat", fill_height=True) as demo:
@@ -54,9 +54,8 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
                 c.undo_delete = gr.Button(t("undo_delete"), size="sm", visible=False, elem_id="undo-delete")
         with gr.Row(elem_id="header-row", equal_height=True):
             c.header = gr.HTML(header_html(engine), elem_id="header")
-            names = [m.name for m in engine.models()] if hasattr(engine, "models") else [engine.name]
-            c.model = gr.Dropdown(names, value=engine.name, label=t("model"), elem_id="model", scale=0,
-                                  min_width=240, visible=hasattr(engine, "models"), interactive=True)
+            c.model = gr.Dropdown(engine.model_names(), value=engine.name, label=t("model"), elem_id="model",
+                                  scale=0, min_width=240, visible=engine.capabilities.can_switch, interactive=True)
         c.chatbot = gr.Chatbot(
             label="Chat", show_label=False, height="60vh", buttons=["copy", "copy_all"],
             feedback_options=None, elem_id="chatbot", editable="user",

@@ -33,7 +33,7 @@ def header_html(engine: Engine) -> str:
         f"{engine.context_length} tokens of context"
         + (' · <span class="phi3ov-deterministic" title="Started with --deterministic: a greedy or seeded reply is '
            'the same whether asked alone, again or among others; replies are computed one at a time.">'
-           "reproducible replies</span>" if engine.deterministic else "")
+           "reproducible replies</span>" if engine.capabilities.deterministic else "")
         + "</span></div></div>"
     )
 
