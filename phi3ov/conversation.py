@@ -4,7 +4,7 @@ One way in for every caller: `normalize` flattens Gradio / OpenAI messages (cont
 string or a list of `{"type": "text", "text": ...}` parts) into plain `{"role", "content"}`
 dicts; `fit` drops the oldest turns until the prompt plus the reply budget fits the context,
 always keeping the system prompt and the newest message. The model's own chat template does
-all formatting (see phi3ov/engine/openvino.py); nothing here writes a prompt format by hand.
+all formatting (see phi3ov/engine/genai.py); nothing here writes a prompt format by hand.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from . import cors, doctor, models
-from .engine import Engine, LocalEngine, default_properties
+from .engine import BatchedEngine, Engine, LocalEngine, RemoteEngine, default_properties, switchable
 from .errors import BadOptions
 from .settings import ServerSettings
 
@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 def create_engine(settings: ServerSettings) -> Engine:
     """The local OpenVINO GenAI engine (batched or single), or a remote OpenAI-compatible server's."""
     if settings.backend == "openai":
-        from .remote import RemoteEngine
-
         if not settings.base_url:
             raise BadOptions("--backend openai needs --base-url, e.g. --base-url http://localhost:8000/v3.")
         if settings.deterministic:
@@ -32,8 +30,6 @@ def create_engine(settings: ServerSettings) -> Engine:
                             api_key=settings.remote_api_key, context_length=settings.context_length)
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
     engine = make_engine(settings, ref)
-    from .switching import switchable
-
     return switchable(engine, ref, lambda other: make_engine(settings, other), settings.cache_dir,
                       settings.models_dir, settings.models, settings.context_length)
 
@@ -45,8 +41,6 @@ def make_engine(settings: ServerSettings, ref: models.ModelRef) -> Engine:
     if settings.engine == "single":
         return LocalEngine(ref, settings.device, properties=properties, prompt_lookup=settings.prompt_lookup,
                            deterministic=settings.deterministic)
-    from .batching import BatchedEngine
-
     return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
                          max_batched_tokens=settings.max_batched_tokens,
                          properties=properties, prompt_lookup=settings.prompt_lookup,

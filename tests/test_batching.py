@@ -16,7 +16,7 @@ def ask(content: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def batched(bundled_ref):
-    from phi3ov.batching import BatchedEngine
+    from phi3ov.engine.batched import BatchedEngine
 
     engine = BatchedEngine(bundled_ref, max_num_seqs=4, kv_cache_gb=1)
     yield engine

@@ -42,10 +42,10 @@ def test_the_catalog_lists_the_served_model_first_then_what_is_found(bundled_ref
 
 
 def test_switching_keeps_one_model_resident_and_refuses_while_a_reply_runs(bundled_ref, models_dir, tmp_path, greedy):
+    from phi3ov.engine.switching import switchable
     from phi3ov.errors import BadOptions, ModelNotFound
     from phi3ov.server import make_engine
     from phi3ov.settings import ServerSettings
-    from phi3ov.switching import switchable
 
     settings = ServerSettings(cache_dir=tmp_path, models_dir=models_dir, max_num_seqs=2)
     engine = switchable(make_engine(settings, bundled_ref), bundled_ref, lambda ref: make_engine(settings, ref),

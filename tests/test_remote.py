@@ -31,7 +31,7 @@ def server(bundled_ref, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote(server):
-    from phi3ov.remote import RemoteEngine
+    from phi3ov.engine.remote import RemoteEngine
 
     engine = RemoteEngine(f"{server.url}/v1", api_key=KEY)
     yield engine
@@ -75,7 +75,7 @@ def test_stop_closes_the_stream_and_the_server_stops(remote, server):
 
 
 def test_overflow_estimate_is_conservative(remote):
-    from phi3ov.remote import estimate_tokens
+    from phi3ov.engine.remote import estimate_tokens
 
     messages = ask("The quick brown fox jumps over the lazy dog. " * 20)
     # Our own server's exact count for these messages is far below the estimate.
@@ -83,7 +83,7 @@ def test_overflow_estimate_is_conservative(remote):
 
 
 def test_unreachable_server_and_wrong_key_are_clear(server):
-    from phi3ov.remote import RemoteEngine
+    from phi3ov.engine.remote import RemoteEngine
 
     with pytest.raises(EngineNotReady, match="--base-url"):
         RemoteEngine(f"http://127.0.0.1:{free_port()}/v1")

@@ -21,7 +21,7 @@ def ask(content: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def lookup(bundled_ref):
-    from phi3ov.batching import BatchedEngine
+    from phi3ov.engine.batched import BatchedEngine
 
     engine = BatchedEngine(bundled_ref, max_num_seqs=2, kv_cache_gb=0.5, prompt_lookup=True)
     yield engine
@@ -49,7 +49,7 @@ def test_prompt_lookup_can_be_turned_down_per_reply(lookup):
 
 
 def test_without_prompt_lookup_every_step_gives_one_token(bundled_ref):
-    from phi3ov.batching import BatchedEngine
+    from phi3ov.engine.batched import BatchedEngine
 
     engine = BatchedEngine(bundled_ref, max_num_seqs=1, kv_cache_gb=0.5)
     try:
@@ -61,7 +61,7 @@ def test_without_prompt_lookup_every_step_gives_one_token(bundled_ref):
 
 
 def test_kv_cache_is_sized_from_the_models_own_cache_variables(bundled_ref):
-    from phi3ov.batching import KV_BLOCK_TOKENS, kv_bytes_per_token, kv_cache_blocks
+    from phi3ov.engine.batched import KV_BLOCK_TOKENS, kv_bytes_per_token, kv_cache_blocks
 
     # SmolLM2-135M: 30 layers, K and V, 3 KV heads of 64, 2 bytes each.
     assert kv_bytes_per_token(bundled_ref.path) == 30 * 2 * 3 * 64 * 2

@@ -207,9 +207,8 @@ def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> 
 def main(args: argparse.Namespace) -> int:
 
     from .. import models
-    from ..batching import BatchedEngine
     from ..cli import build_parser
-    from ..engine import default_properties
+    from ..engine import BatchedEngine, default_properties
     from ..process import ServerProcess
     from ..server import make_engine
     from ..settings import ServerSettings, default_cache_dir

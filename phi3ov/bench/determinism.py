@@ -63,7 +63,7 @@ def history(run: int) -> list[dict]:
 
 def run_determinism(ref: Any, device: str, runs: int, max_new_tokens: int, concurrency: int,
                     log: Any = print) -> dict[str, Any]:
-    from ..batching import BatchedEngine
+    from ..engine import BatchedEngine
 
     engines = {"default": BatchedEngine(ref, device, max_num_seqs=max(concurrency, 2)),
                "deterministic": BatchedEngine(ref, device, max_num_seqs=max(concurrency, 2), deterministic=True)}

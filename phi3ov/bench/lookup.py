@@ -28,7 +28,7 @@ def prompts() -> dict[str, str]:
 
 
 def run_lookup(ref: Any, device: str, runs: int, n: int, log=print) -> dict[str, Any]:
-    from ..batching import BatchedEngine
+    from ..engine import BatchedEngine
 
     engines = {"off": BatchedEngine(ref, device), "on": BatchedEngine(ref, device, prompt_lookup=True)}
     rows = []

@@ -67,6 +67,20 @@ def peers_python() -> Path:
     return python
 
 
+def peers_build(python: Path) -> tuple[str, str]:
+    """Which llama.cpp build `python` has and why, from the BUILD file `make peers` writes beside it."""
+    build = Path(python).parent.parent / "BUILD"
+    line = build.read_text().strip() if build.exists() else ""
+    kind, _, why = line.partition(": ")
+    return (kind, why) if kind else ("", f"not recorded (no {build}: rerun `make peers` to probe it)")
+
+
+def llamacpp_engine(python: Path) -> str:
+    """llama.cpp's row name, with its build: "llama.cpp (native)", "llama.cpp (native-no-amx)"."""
+    kind = peers_build(python)[0]
+    return f"llama.cpp ({kind})" if kind else "llama.cpp"
+
+
 def _worker(command: list[str], job: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(command, input=json.dumps(job), capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     if done.returncode != 0 or not done.stdout.strip():
@@ -168,6 +182,8 @@ def table(figures: dict, title: str) -> str:
     unchecked = [r["engine"] for r in figures["peers"] if r["prompt_ids_checked"] is False]
     lines.append("prompt token ids: " + (f"MISMATCH for {', '.join(unchecked)}" if unchecked else
                                          "identical for every engine (checked)"))
+    if figures.get("llamacpp_build"):
+        lines.append(f"llama.cpp build: {figures['llamacpp_build']}")
     return "\n".join(lines)
 
 
@@ -198,7 +214,7 @@ def bundled_contenders(python: Path, extra: list[str]) -> tuple[list[Contender],
     contenders = [
         Contender("phi3ov (through the app)", label, "app", served.path),
         Contender("openvino-genai LLMPipeline", label, "openvino", served.path),
-        Contender("llama.cpp", f"GGUF {gguf.stem.split('.')[-1]}", "llamacpp", gguf, {"python": python}),
+        Contender(llamacpp_engine(python), f"GGUF {gguf.stem.split('.')[-1]}", "llamacpp", gguf, {"python": python}),
     ]
     for item in extra:
         name, _, path = item.partition("=")
@@ -217,13 +233,14 @@ def shape_contenders(shape: str, python: Path, layers: int, log=print) -> tuple[
         Contender("phi3ov (through the app)", "OpenVINO int4 (all layers)", "app", built["ov-int4"]),
         Contender("openvino-genai LLMPipeline", "OpenVINO int4 (all layers)", "openvino", built["ov-int4"]),
         Contender("openvino-genai LLMPipeline", "OpenVINO seed flags (ratio 0.6)", "openvino", built["ov-seed"]),
-        Contender("llama.cpp", "GGUF Q4_K_M", "llamacpp", built["Q4_K_M"], {"python": python}),
-        Contender("llama.cpp", "GGUF Q4_0", "llamacpp", built["Q4_0"], {"python": python}),
+        Contender(llamacpp_engine(python), "GGUF Q4_K_M", "llamacpp", built["Q4_K_M"], {"python": python}),
+        Contender(llamacpp_engine(python), "GGUF Q4_0", "llamacpp", built["Q4_0"], {"python": python}),
     ], built["ov-int4"]
 
 
 def main(args: Any) -> int:
     python = peers_python()
+    kind, why = peers_build(python)
     log = (lambda *_: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.shape == "bundled":
         contenders, folder = bundled_contenders(python, args.peer_folder or [])
@@ -233,5 +250,6 @@ def main(args: Any) -> int:
         title = f"{args.shape} shape, {args.layers} layers, random weights"
     figures = run(contenders, folder, args.max_new_tokens, args.runs, args.rounds, log)
     figures["shape"] = args.shape
+    figures["llamacpp_build"] = f"{kind or 'unknown'}: {why}"
     print(json.dumps(figures) if args.json else table(figures, title))
     return 0

@@ -1,16 +1,24 @@
 """The engine: a conversation and generation options in, a stream of text out.
 
-    base.py      Engine (the one interface every caller uses), Reply (a stream of text), Stats
-    openvino.py  what the OpenVINO GenAI engines share: device check, cached pipelines, chat template,
-                 token counts, generation config
-    local.py     LocalEngine: one LLMPipeline, one generation at a time (`--engine single`)
+    base.py       Engine (the one interface every caller uses, with its declared Capabilities),
+                  Reply (a stream of text), Stats
+    genai.py      what the OpenVINO GenAI engines share: device check, cached pipelines, chat template,
+                  token counts, generation config, continuing a reply
+    local.py      LocalEngine: one LLMPipeline, one generation at a time (`--engine single`)
+    batched.py    BatchedEngine: one ContinuousBatchingPipeline, many replies at once (the default)
+    remote.py     RemoteEngine: any OpenAI-compatible server (`--backend openai`: OVMS, vLLM)
+    switching.py  SwitchableEngine: the served engine, replaced by the model menu
 
-The batching engine (the default) is phi3ov/batching.py, the remote one phi3ov/remote.py.
+Heavy packages (openvino_genai, openai) are imported when an engine is built, not here.
 """
 
 from .base import Capabilities, Emit, Engine, Reply, Runner, Stats
+from .batched import BatchedEngine
+from .genai import OpenVINOEngine, check_device, default_properties, get_pipeline, load_failed
 from .local import LocalEngine
-from .openvino import OpenVINOEngine, check_device, default_properties, get_pipeline, load_failed
+from .remote import RemoteEngine
+from .switching import SwitchableEngine, switchable
 
-__all__ = ["Capabilities", "Emit", "Engine", "LocalEngine", "OpenVINOEngine", "Reply", "Runner", "Stats", "check_device",
+__all__ = ["BatchedEngine", "Capabilities", "Emit", "Engine", "LocalEngine", "OpenVINOEngine", "RemoteEngine", "Reply",
+           "Runner", "Stats", "SwitchableEngine", "switchable", "check_device",
            "default_properties", "get_pipeline", "load_failed"]

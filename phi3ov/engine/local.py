@@ -13,7 +13,7 @@ from ..logprobs import ReplyTokens
 from ..models import ModelRef
 from ..settings import GenerationOptions
 from .base import Capabilities, Emit, Runner, Stats
-from .openvino import FairLock, OpenVINOEngine, get_pipeline
+from .genai import FairLock, OpenVINOEngine, get_pipeline
 
 
 class LocalEngine(OpenVINOEngine):

@@ -24,11 +24,11 @@ import threading
 import time
 from typing import Any
 
-from .conversation import Fitted, Message
-from .engine import Capabilities, Emit, Engine, Runner, Stats
-from .errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
-from .logprobs import Piece, TokenLogprob
-from .settings import GenerationOptions
+from ..conversation import Fitted, Message
+from ..errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
+from ..logprobs import Piece, TokenLogprob
+from ..settings import GenerationOptions
+from .base import Capabilities, Emit, Engine, Runner, Stats
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when neither the flag nor the server says (phi3ov and vLLM send max_model_len)
 BYTES_PER_TOKEN = 3

@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conversation import Fitted
-from .engine import Capabilities, Emit, OpenVINOEngine, Runner, Stats, load_failed
-from .errors import EngineNotReady, GenerationFailed
-from .models import ModelRef, read_info
-from .settings import GenerationOptions
+from ..conversation import Fitted
+from ..errors import EngineNotReady, GenerationFailed
+from ..models import ModelRef, read_info
+from ..settings import GenerationOptions
+from .base import Capabilities, Emit, Runner, Stats
+from .genai import OpenVINOEngine, load_failed
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .catalog import Choice, available
-from .conversation import Fitted, Message
-from .engine import Capabilities, Engine, Reply
-from .errors import BadOptions, EngineNotReady, ModelNotFound
-from .models import ModelRef
-from .settings import GenerationOptions
+from ..catalog import Choice, available
+from ..conversation import Fitted, Message
+from ..errors import BadOptions, EngineNotReady, ModelNotFound
+from ..models import ModelRef
+from ..settings import GenerationOptions
+from .base import Capabilities, Engine, Reply
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What the OpenVINO GenAI engines share: the device check, cached pipelines, the model's facts, chat template,
-token counts and generation config (LocalEngine in local.py, BatchedEngine in phi3ov/batching.py)."""
+token counts and generation config (LocalEngine in local.py, BatchedEngine in batched.py)."""
 
 from __future__ import annotations
 
