@@ -6,7 +6,8 @@ import sys
 
 from . import conversation
 from .errors import Phi3ovError
-from .settings import GenerationOptions, ServerSettings
+from .options import GenerationOptions
+from .settings import ServerSettings
 
 HELP = "Commands: /clear starts over, /undo drops the last exchange, /quit leaves (or Ctrl-D)."
 

@@ -29,7 +29,7 @@ def engine(bundled_ref):
 
 @pytest.fixture
 def greedy():
-    from phi3ov.settings import GenerationOptions
+    from phi3ov.options import GenerationOptions
 
     return GenerationOptions(temperature=0, max_new_tokens=48)
 

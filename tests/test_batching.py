@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from bounded import Threads
 
-from phi3ov.settings import GenerationOptions
+from phi3ov.options import GenerationOptions
 
 SYSTEM = {"role": "system", "content": "You are a helpful AI assistant."}
 

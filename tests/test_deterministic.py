@@ -12,8 +12,9 @@ import concurrent.futures
 import openai
 import pytest
 
+from phi3ov.options import GenerationOptions
 from phi3ov.process import ServerProcess
-from phi3ov.settings import GenerationOptions, ServerSettings
+from phi3ov.settings import ServerSettings
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +25,8 @@ TOKENS = 48
 
 
 def test_the_flag_and_the_variable_turn_it_on(monkeypatch):
-    from phi3ov.cli import build_parser, settings_from
-
     assert not ServerSettings.from_env().deterministic
-    assert settings_from(build_parser().parse_args(["serve", "--deterministic"])).deterministic
+    assert ServerSettings.from_argv(["--deterministic"]).deterministic
     monkeypatch.setenv("PHI3OV_DETERMINISTIC", "1")
     assert ServerSettings.from_env().deterministic
 

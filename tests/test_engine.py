@@ -7,7 +7,7 @@ from bounded import Threads
 
 from phi3ov import conversation
 from phi3ov.errors import ContextOverflow, DeviceUnavailable, GenerationFailed
-from phi3ov.settings import GenerationOptions
+from phi3ov.options import GenerationOptions
 
 SYSTEM = {"role": "system", "content": "You are a helpful AI assistant."}
 

@@ -157,7 +157,7 @@ def test_smol_gguf_exports_with_seed_flags_and_group_size_fallback(smol_export):
 def test_smol_export_chats_coherently_with_the_same_tokens(smol_export, engine):
     from phi3ov.engine import LocalEngine
     from phi3ov.models import resolve
-    from phi3ov.settings import GenerationOptions
+    from phi3ov.options import GenerationOptions
 
     result, _ = smol_export
     exported = LocalEngine(resolve(result.folder))
@@ -228,7 +228,7 @@ def test_tiny_phi3_with_seed_flags_stops_at_end(phi3_source, phi3_export):
 def test_tiny_phi3_reply_through_the_engine_finishes_with_stop(phi3_export):
     from phi3ov.engine import LocalEngine
     from phi3ov.models import resolve
-    from phi3ov.settings import GenerationOptions
+    from phi3ov.options import GenerationOptions
 
     engine = LocalEngine(resolve(phi3_export.folder))
     assert {END, ENDOFTEXT} <= engine.stop_token_ids

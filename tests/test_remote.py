@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from phi3ov.errors import BadOptions, EngineNotReady
+from phi3ov.options import GenerationOptions
 from phi3ov.process import ServerProcess, free_port
-from phi3ov.settings import GenerationOptions
 
 KEY = "remote-key-456"
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=24)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from phi3ov.settings import GenerationOptions
+from phi3ov.options import GenerationOptions
 
 COPY = ("Return this text unchanged, word for word:\n\nThe quick brown fox jumps over the lazy dog. "
         "A journey of a thousand miles begins with a single step. The early bird catches the worm.")

@@ -13,7 +13,8 @@ from ..conversation import check_count, check_lengths, normalize
 from ..engine import Engine, Reply
 from ..errors import ContextOverflow, Phi3ovError
 from ..logprobs import Piece
-from ..settings import GenerationOptions, ServerSettings
+from ..options import GenerationOptions
+from ..settings import ServerSettings
 from ..tools import Call, ToolCallReader, read_reply
 from .errors import ApiError
 from .options import (

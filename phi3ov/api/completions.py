@@ -16,7 +16,8 @@ from typing import Any
 
 from ..engine import Engine, Reply
 from ..logprobs import Piece
-from ..settings import GenerationOptions, ServerSettings
+from ..options import GenerationOptions
+from ..settings import ServerSettings
 from .options import (
     SamplingRequest,
     bad,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..engine import Engine
 from ..errors import BadOptions
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from ..structured import Constraint, from_response_format
 from .errors import ApiError
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..settings import DEFAULT_SYSTEM_PROMPT
+from ..options import DEFAULT_SYSTEM_PROMPT
 
 PROMPT = "Write a short story about a robot who learns to paint."
 
@@ -120,7 +120,7 @@ def batching_layer(engine: Any) -> Layer:
 
 
 def engine_layer(engine: Any) -> Layer:
-    from ..settings import GenerationOptions
+    from ..options import GenerationOptions
 
     def run(messages: list[dict], n: int) -> tuple[float, float]:
         timer = Timer()
@@ -207,7 +207,6 @@ def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> 
 def main(args: argparse.Namespace) -> int:
 
     from .. import models
-    from ..cli import build_parser
     from ..engine import BatchedEngine, default_properties
     from ..process import ServerProcess
     from ..server import make_engine
@@ -246,8 +245,7 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(figures) if args.json else lookup_table(figures))
         return 0
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
-    serve = build_parser().parse_args(["serve", *server_args])
-    settings = ServerSettings.from_env(**{k: getattr(serve, k, None) for k in ("engine", "max_num_seqs", "kv_cache_gb", "max_batched_tokens", "prompt_lookup")})
+    settings = ServerSettings.from_argv(server_args)  # the settings the launched server below reads too
     engine = make_engine(settings, ref)  # the engine the server serves (without the model menu around it)
     layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, default_properties(default_cache_dir()))}
     if isinstance(engine, BatchedEngine):
@@ -259,11 +257,10 @@ def main(args: argparse.Namespace) -> int:
         figures = measure_layers(layers, args.runs, args.prompt, args.max_new_tokens)
     engine.close()
     base = figures["LLMPipeline"]
-    from ..cli import settings_from
     from ..precision import resolve
 
     out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
-           "inference_precision": str(resolve(device, dict(settings_from(serve).ov_config))),
+           "inference_precision": str(resolve(device, dict(settings.ov_config))),
            "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
                        "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
                       for name, f in figures.items()]}

@@ -133,7 +133,7 @@ def long_chats(folder: Path, text: str, runs: int, tokens: int) -> list[list[dic
         return []
     import openvino_genai as ov_genai
 
-    from ..settings import DEFAULT_SYSTEM_PROMPT
+    from ..options import DEFAULT_SYSTEM_PROMPT
 
     ids = text_ids(folder, text, 10**9)
     body = ov_genai.Tokenizer(str(folder)).decode((ids * (tokens // max(len(ids), 1) + 1))[:tokens])

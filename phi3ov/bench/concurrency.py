@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import BadOptions
-from ..settings import DEFAULT_SYSTEM_PROMPT
+from ..options import DEFAULT_SYSTEM_PROMPT
 
 PROMPTS = [
     "Write a short story about a robot who learns to paint.",

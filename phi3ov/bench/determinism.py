@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 
 HISTORY_TURNS = 6
 STORY = "Tell me about the history of the lighthouse at Alexandria, and why it mattered to sailors. "

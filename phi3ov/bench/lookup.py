@@ -14,7 +14,7 @@ import time
 from importlib import resources
 from typing import Any
 
-from ..settings import DEFAULT_SYSTEM_PROMPT, GenerationOptions
+from ..options import DEFAULT_SYSTEM_PROMPT, GenerationOptions
 
 
 def prompts() -> dict[str, str]:

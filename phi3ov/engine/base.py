@@ -35,7 +35,7 @@ from ..errors import (
     Phi3ovError,
 )
 from ..logprobs import Piece
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 
 log = logging.getLogger(__name__)
 prompt_log = logging.getLogger("phi3ov.prompts")

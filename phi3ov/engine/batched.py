@@ -31,7 +31,7 @@ from typing import Any
 from ..conversation import Fitted
 from ..errors import EngineNotReady, GenerationFailed
 from ..models import ModelRef, read_info
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from .base import Capabilities, Emit, Runner, Stats
 from .genai import OpenVINOEngine, load_failed
 

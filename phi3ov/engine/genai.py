@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..logprobs import ReplyTokens, Scorer
 from ..models import ModelRef, read_info
-from ..settings import SEED_MAX, GenerationOptions
+from ..options import SEED_MAX, GenerationOptions
 from ..special_tokens import SpecialTokens
 from ..structured import GrammarChecker
 from .base import Engine, Reply, Runner

@@ -11,7 +11,7 @@ from .. import faults
 from ..conversation import Fitted
 from ..logprobs import ReplyTokens
 from ..models import ModelRef
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from .base import Capabilities, Emit, Runner, Stats
 from .genai import FairLock, OpenVINOEngine, get_pipeline
 

@@ -27,7 +27,7 @@ from typing import Any
 from ..conversation import Fitted, Message
 from ..errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
 from ..logprobs import Piece, TokenLogprob
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from .base import Capabilities, Emit, Engine, Runner, Stats
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when neither the flag nor the server says (phi3ov and vLLM send max_model_len)

@@ -21,7 +21,7 @@ from ..catalog import Choice, available
 from ..conversation import Fitted, Message
 from ..errors import BadOptions, EngineNotReady, ModelNotFound
 from ..models import ModelRef
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from .base import Capabilities, Engine, Reply
 
 log = logging.getLogger(__name__)

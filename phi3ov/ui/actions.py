@@ -24,7 +24,8 @@ import gradio as gr
 from .. import conversation, transcript
 from ..engine import Engine
 from ..errors import Phi3ovError
-from ..settings import BOUNDS, GenerationOptions, ServerSettings
+from ..options import BOUNDS, GenerationOptions
+from ..settings import ServerSettings
 from ..structured import ANY_JSON_OBJECT, Constraint
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .conversations import Chat, Store, new_chat, title_of

@@ -15,7 +15,7 @@ import gradio as gr
 
 from ..engine import Engine, Reply
 from ..errors import BadOptions, Phi3ovError
-from ..settings import GenerationOptions
+from ..options import GenerationOptions
 from ..structured import ANY_JSON_OBJECT, Constraint
 from .conversations import Chat, Store, new_chat
 

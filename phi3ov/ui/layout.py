@@ -22,7 +22,8 @@ import gradio as gr
 from .. import conversation
 from ..engine import Engine
 from ..errors import Phi3ovError
-from ..settings import BOUNDS, EXAMPLES, SEED_MAX, ServerSettings
+from ..options import BOUNDS, EXAMPLES, SEED_MAX
+from ..settings import ServerSettings
 from .actions import Actions
 from .chat import Session, as_gradio_error, options_from, stream_reply
 from .conversations import STORAGE_KEY, browser_key
