@@ -32,16 +32,24 @@ soak: $(VENV)/.runtime  ## 500 mixed requests against a launched server: failure
 
 PEERS := .venv-peers
 # llama.cpp for side-by-side figures: built from source (no binary wheel on PyPI), ~9 minutes on 2 cores.
-# Its own environment, never part of `make test` or `make run`.
-peers: $(PEERS)/.built
-$(PEERS)/.built:
+# Its own environment, never part of `make test` or `make run`. The build is probed with one short
+# generation on the bundled GGUF; where the native build crashes (ggml's AMX kernel, SIGILL on some Intel
+# Xeons) it is rebuilt without AMX. $(PEERS)/BUILD says which build is in use and why.
+# PHI3OV_PEERS_NO_AMX=1 skips straight to the build without AMX.
+peers: $(PEERS)/BUILD
+$(PEERS)/BUILD: | $(VENV)/.runtime
 	$(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/pip install --disable-pip-version-check -q numpy typing-extensions diskcache jinja2
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PEERS)/bin/pip install --disable-pip-version-check -q --no-deps llama-cpp-python==0.3.36
-	touch $@
+	$(BIN)/python -m phi3ov.bench.llamacpp_probe $(PEERS)
 
+# The export extra is already there (.export); installing only the bench extra keeps pip from resolving
+# optimum-intel again, which would bring torchvision back. Removed anyway, and the test environment checked.
 $(VENV)/.bench: $(VENV)/.export pyproject.toml constraints.txt
-	$(PIP) -e '.[export,bench]'
+	$(PIP) -e '.[bench]'
+	$(BIN)/pip uninstall -y -q torchvision
+	@$(BIN)/python -c "from transformers import Phi3ForCausalLM" || { \
+	  echo "The bench install broke the test environment: 'from transformers import Phi3ForCausalLM' fails" \
+	       "in $(VENV) (torchvision back?). Run: $(BIN)/pip uninstall -y torchvision" >&2; exit 1; }
 	touch $@
 
 bench-peers: $(VENV)/.bench peers  ## phi3ov vs. raw openvino-genai vs. llama.cpp, bundled model and Phi-3-mini shape

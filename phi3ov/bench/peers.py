@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chat
 
     logging.getLogger("openai").setLevel(logging.WARNING)
     ttfts, rates, prompt_tokens = [], [], []
-    with ServerProcess(["--model", str(folder), *server_args]) as server, \
+    log_path = Path(tempfile.gettempdir()) / "phi3ov-bench-peers-server.log"  # named if the server fails to start
+    with ServerProcess(["--model", str(folder), *server_args], log_path=log_path) as server, \
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600) as client:
         model = client.models.list().data[0].id
         for i, chat in enumerate(chats):
