@@ -67,10 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare_module.add_args(compare)
     compare.set_defaults(func=compare_module.main)
 
-    from . import doctor, export
+    from . import commands
 
-    export.register_cli(sub)  # export, download
-    doctor.register_cli(sub)
+    commands.register(sub)  # export, download, doctor
     return parser
 
 

@@ -10,9 +10,10 @@ import threading
 import time
 from typing import Any
 
-from . import cors, doctor, models
+from . import cors, models
 from .engine import BatchedEngine, Engine, LocalEngine, RemoteEngine, default_properties, switchable
 from .errors import BadOptions
+from .models import doctor
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from phi3ov import doctor
 from phi3ov.cli import main
 from phi3ov.errors import ModelNotFound, ModelNotServable
+from phi3ov.models import doctor
 
 
 @pytest.fixture

@@ -105,7 +105,8 @@ def build_tiny_phi3(dest: Path) -> list[int]:
 
 @pytest.fixture(scope="session")
 def smol_export(tmp_path_factory):
-    from phi3ov import export, models
+    from phi3ov import models
+    from phi3ov.models import export
 
     out = tmp_path_factory.mktemp("smol") / "smol-int4"
     log = io.StringIO()
@@ -121,7 +122,7 @@ def phi3_source(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def phi3_export(phi3_source, tmp_path_factory):
-    from phi3ov import export
+    from phi3ov.models import export
 
     out = tmp_path_factory.mktemp("phi3") / "tiny-phi3-int4"
     return export.export(phi3_source[0], out, log=io.StringIO())
@@ -130,7 +131,7 @@ def phi3_export(phi3_source, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.export
 def test_smol_gguf_exports_with_seed_flags_and_group_size_fallback(smol_export):
-    from phi3ov.export import ExportOptions
+    from phi3ov.models.export import ExportOptions
 
     result, log = smol_export
     assert result.options == ExportOptions()
@@ -178,7 +179,8 @@ def test_smol_export_chats_coherently_with_the_same_tokens(smol_export, engine):
 @pytest.mark.slow
 @pytest.mark.export
 def test_export_again_reuses_the_result(smol_export):
-    from phi3ov import export, models
+    from phi3ov import models
+    from phi3ov.models import export
 
     result, _ = smol_export
     marker = (result.folder / export.MARKER).read_text()
@@ -260,8 +262,8 @@ def test_doctor_reports_and_repairs_a_folder_without_tokenizer_ir(phi3_export, t
     """The notebook's failure: optimum-cli wrote no tokenizer IR, so LLMPipeline cannot load the folder."""
     import openvino_genai as ov_genai
 
-    from phi3ov import doctor
     from phi3ov.cli import main
+    from phi3ov.models import doctor
 
     broken = tmp_path / "no-tokenizer-ir"
     shutil.copytree(phi3_export.folder, broken)

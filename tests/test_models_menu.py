@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from phi3ov.catalog import available
+from phi3ov.models.catalog import available
 
 
 def hardlinked_copy(src: Path, dest: Path, name: str) -> Path:

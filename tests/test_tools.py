@@ -67,7 +67,7 @@ def test_templates_that_take_tools():
 def qwen_export(tmp_path_factory):
     from tiny_qwen import build_tiny_qwen
 
-    from phi3ov import export
+    from phi3ov.models import export
 
     source = build_tiny_qwen(tmp_path_factory.mktemp("qwensrc") / "tiny-qwen")
     return export.export(source, tmp_path_factory.mktemp("qwen") / "tiny-qwen-int4", log=io.StringIO())

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Choice, available
 from ..conversation import Fitted, Message
 from ..errors import BadOptions, EngineNotReady, ModelNotFound
 from ..models import ModelRef
+from ..models.catalog import Choice, available
 from ..options import GenerationOptions
 from .base import Capabilities, Engine, Reply
 

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import DownloadFailed, ModelNotFound
+from ..errors import DownloadFailed, ModelNotFound
 
 log = logging.getLogger(__name__)
 

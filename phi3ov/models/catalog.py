@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import SEED_EXPORT_DIR, _display_name, is_complete
+from .resolve import SEED_EXPORT_DIR, display_name, is_complete
 
 SEARCH_DEPTH = 4  # folders below a root that may hold a model
 
@@ -54,7 +54,7 @@ def available(cache_dir: Path, models_dir: Path | None = None, only: Iterable[st
     # Converted GGUFs: one per name (a converter update leaves older conversions behind), the newest.
     newest: dict[str, Path] = {}
     for p in sorted(_folders(cache_dir / "models", depth=1), key=lambda p: p.stat().st_mtime):
-        newest[_display_name(p)] = p
+        newest[display_name(p)] = p
     found += [(p, "cache") for p in newest.values()]
     found += [(p, "hub") for p in _folders(hub_cache(), depth=3)]
     wanted = {w.strip() for w in only if w.strip()}
@@ -68,7 +68,7 @@ def available(cache_dir: Path, models_dir: Path | None = None, only: Iterable[st
             continue
         seen_paths.add(path)
         serving = where == "serving"  # listed first, so no other entry has its path
-        name = current[0] if serving and current else _display_name(path)
+        name = current[0] if serving and current else display_name(path)
         if wanted and not serving and not ({name, str(path)} & wanted or path in wanted_paths):
             continue
         if where == "cache" and name in names:  # the same model is already listed

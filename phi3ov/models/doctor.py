@@ -12,19 +12,17 @@ export; the app runs `diagnose` before serving.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFound, ModelNotServable, reason
-from .models import read_info
+from ..errors import ModelNotFound, ModelNotServable, reason
+from .resolve import read_info
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +208,7 @@ def _check_tokenizer_ir(folder: Path):
 def _check_chat_template(folder: Path, tokenizer) -> tuple[Check, str | None]:
     template = tokenizer.chat_template if tokenizer is not None else None
     if tokenizer is None:
-        from .models import chat_template
+        from .resolve import chat_template
 
         template = chat_template(folder)
         if template:
@@ -285,7 +283,7 @@ def _check_context(folder: Path) -> Check:
 
 def check_precision(device: str, properties: dict[str, str]) -> Check:
     """Not the folder's: what the device will compute in (`phi3ov doctor` adds it to the report)."""
-    from .precision import resolve
+    from ..precision import resolve
 
     return Check("inference precision", "ok", f"{device} computes in {resolve(device, properties)}")
 
@@ -364,48 +362,3 @@ def fix_stop_tokens(folder: Path) -> list[int]:
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
     return added
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("doctor", help="Check a model folder point by point (and repair what can be repaired).",
-                       description="Check that an OpenVINO model folder can be served: model IR, tokenizer and "
-                       "detokenizer IR, chat template, stop tokens, context length, weight precision; and the inference "
-                       "precision the device computes in (PHI3OV_DEVICE, PHI3OV_OV_CONFIG). "
-                       "Exit code 0 when it can be served, 1 when not.")
-    p.add_argument("folder", type=Path, help="The model folder (holding openvino_model.xml).")
-    p.add_argument("--fix", action="store_true", help="Repair what can be repaired without asking "
-                   "(convert a missing tokenizer with openvino-tokenizers, add missing stop tokens).")
-    p.set_defaults(func=cmd_doctor)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from .settings import ServerSettings
-
-    settings = ServerSettings.from_env()  # the device and --ov-config a server would use (PHI3OV_DEVICE, PHI3OV_OV_CONFIG)
-    precision = check_precision(settings.device, dict(settings.ov_config))
-    report = diagnose(args.folder)
-    report.checks.append(precision)
-    print(report.text())
-    if report.fixable:
-        if args.fix or _confirm(f"Repair {len(report.fixable)} point(s) now?"):
-            for line in repair(args.folder, report):
-                print(f"Repaired: {line}")
-            report = diagnose(args.folder)
-            report.checks.append(precision)
-            print(report.text())
-        else:
-            print(f"To repair: phi3ov doctor {args.folder} --fix")
-    return 0 if report.ok else 1
-
-
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input(f"{question} [Y/n] ").strip().lower()
-    except EOFError:
-        return False
-    return answer in ("", "y", "yes")

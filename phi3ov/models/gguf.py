@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import ExportFailed
+from ..errors import ExportFailed
 
 log = logging.getLogger(__name__)
 

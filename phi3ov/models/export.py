@@ -9,7 +9,7 @@ The seed of this project is one command:
 defaults, each one changeable, and adds what the bare command leaves to chance:
 
 - SOURCE may be a Hub id, a local Hugging Face checkpoint or a `.gguf` file. A gguf is loaded
-  through transformers, with its tokenizer repaired from the gguf metadata (see gguf_source.py),
+  through transformers, with its tokenizer repaired from the gguf metadata (see gguf.py),
   and the exported tokenizer is checked token by token against OpenVINO GenAI's reading of the gguf.
 - A layer width the group size does not divide no longer stops the export: the layers that do
   not fit get the largest group size that does (nncf's `adjust`), and the summary says so.
@@ -23,7 +23,6 @@ defaults, each one changeable, and adds what the bare command leaves to chance:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import json
@@ -39,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from ..errors import ExportFailed, ModelNotFound
 from . import doctor
-from .errors import ExportFailed, ModelNotFound
-from .models import HUB_ID, is_complete, read_json
+from .resolve import HUB_ID, is_complete, read_json
 
 MARKER = "phi3ov_export.json"  # what was exported from where, with which options
 WEIGHT_FORMATS = ("int4", "int8", "fp16", "fp32", "nf4", "mxfp4")
@@ -236,7 +235,7 @@ def _prepare_source(source: str, work: Path, say) -> tuple[str, Path | None]:
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelNotFound(f"{source} is a file but not a .gguf.", "Give a Hub id, a checkpoint folder or a .gguf file.")
-        from .gguf_source import gguf_to_checkpoint
+        from .gguf import gguf_to_checkpoint
 
         say(f"[1/4] Loading {path.name} with transformers (dequantizes the gguf weights)")
         checkpoint = work / "checkpoint"
@@ -383,67 +382,3 @@ def _move_into_place(staged: Path, out: Path, work: Path) -> None:
     if out.exists():
         out.rename(work / "previous")
     staged.rename(out)
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def register_cli(sub) -> None:
-    d = ExportOptions()
-    p = sub.add_parser(
-        "export", help="Export a model to an OpenVINO folder with optimum-intel (int4 by default).",
-        description="Export a Hugging Face model (Hub id, checkpoint folder or .gguf) to an OpenVINO folder "
-        "the app can serve. Defaults are the classic command: --task text-generation-with-past --weight-format int4 "
-        "--group-size 128 --ratio 0.6 --sym --trust-remote-code.")
-    p.add_argument("source", help="Hub id (e.g. microsoft/Phi-3-mini-4k-instruct), checkpoint folder or .gguf file.")
-    p.add_argument("out", type=Path, help="Folder to write (e.g. ./model/phi3-instruct/int4).")
-    p.add_argument("--task", default=d.task, help=f"optimum task (default {d.task}).")
-    p.add_argument("--weight-format", choices=WEIGHT_FORMATS, default=d.weight_format, help="Weight precision (default int4).")
-    p.add_argument("--group-size", type=int, default=d.group_size, help="int4 group size; -1 for per-channel (default 128).")
-    p.add_argument("--ratio", type=float, default=d.ratio, help="Share of layers in int4, the rest int8 (default 0.6).")
-    p.add_argument("--sym", dest="sym", action="store_true", default=d.sym, help="Symmetric quantization (default).")
-    p.add_argument("--asym", dest="sym", action="store_false", help="Asymmetric quantization.")
-    p.add_argument("--group-size-fallback", choices=FALLBACKS, default=None,
-                   help="When a layer width is not divisible by the group size (default: adjust, and say so).")
-    p.add_argument("--backup-precision", choices=["none", "int8_sym", "int8_asym"], help="Precision of the non-int4 layers.")
-    p.add_argument("--all-layers", action="store_true", help="Also compress embeddings and the last layer to int4.")
-    p.add_argument("--awq", action="store_true", help="AWQ (data-free, or data-aware with --dataset).")
-    p.add_argument("--scale-estimation", action="store_true", help="Scale estimation (needs --dataset).")
-    p.add_argument("--gptq", action="store_true", help="GPTQ (needs --dataset).")
-    p.add_argument("--dataset", help="Data-aware compression, e.g. wikitext2 or auto (downloads the dataset).")
-    p.add_argument("--num-samples", type=int, help="Samples taken from --dataset.")
-    p.add_argument("--no-trust-remote-code", dest="trust_remote_code", action="store_false", default=d.trust_remote_code,
-                   help="Refuse model code from the Hub repo.")
-    p.add_argument("--force", action="store_true", help="Export again even if OUT holds a complete export.")
-    p.set_defaults(func=cmd_export)
-
-    dl = sub.add_parser("download", help="Download a converted OpenVINO model from the Hugging Face Hub.",
-                        description="Download a pre-converted OpenVINO model (e.g. OpenVINO/Phi-3-mini-4k-instruct-int4-ov). "
-                        "Resumable: run it again after an interruption.")
-    dl.add_argument("repo_id", help="Hub repo id of an OpenVINO model.")
-    dl.add_argument("out", nargs="?", type=Path, help="Folder to write (default: the Hugging Face cache).")
-    dl.add_argument("--revision", help="Branch, tag or commit (default main).")
-    dl.set_defaults(func=cmd_download)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    if (args.scale_estimation or args.gptq) and not args.dataset:
-        raise ExportFailed("--scale-estimation and --gptq need data.", "Add --dataset wikitext2 (or auto).")
-    options = ExportOptions(
-        task=args.task, weight_format=args.weight_format, group_size=args.group_size, ratio=args.ratio, sym=args.sym,
-        trust_remote_code=args.trust_remote_code, group_size_fallback=args.group_size_fallback,
-        backup_precision=args.backup_precision, all_layers=args.all_layers, awq=args.awq,
-        scale_estimation=args.scale_estimation, gptq=args.gptq, dataset=args.dataset, num_samples=args.num_samples)
-    result = export(args.source, args.out, options, force=args.force)
-    print(result.summary())
-    return 0 if result.report.ok else 1
-
-
-def cmd_download(args: argparse.Namespace) -> int:
-    from .hub import download
-
-    folder = download(args.repo_id, args.out, revision=args.revision)
-    report = doctor.diagnose(folder)
-    print(report.text())
-    print(f"Serve it: python app.py --model {args.out or args.repo_id}")
-    return 0 if report.ok else 1

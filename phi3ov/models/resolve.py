@@ -20,9 +20,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFound
+from ..errors import ModelNotFound
+from ..settings import default_cache_dir
 from .hub import download
-from .settings import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = N
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_dir():
-        return ModelRef(path.resolve(), _display_name(path.resolve()), text)
+        return ModelRef(path.resolve(), display_name(path.resolve()), text)
     if path.is_file() and path.suffix == ".gguf":
         return ModelRef(convert_gguf(path, cache_dir), path.stem, text)
     if path.exists():
@@ -80,7 +80,7 @@ def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = N
     )
 
 
-def _display_name(path: Path) -> str:
+def display_name(path: Path) -> str:
     """The model's own name where the folder records one, else its last two path parts."""
     name = read_json(path / SIDECAR).get("name") or read_json(path / "config.json").get("_name_or_path")
     if isinstance(name, str) and name.strip("/"):
