@@ -197,23 +197,30 @@ class Actions:
         return self.open(sess, chat)
 
     # -- sending and answering ---------------------------------------------------------------------
-    def check_message(self, text: str, system: str, *values: Any) -> None:
+    def read_settings(self, data: dict) -> tuple[str, GenerationOptions]:
+        """The system prompt and the generation options, each read from its own component (never by position)."""
+        c = self.c
+        sliders = {name: data[slider] for name, slider in zip(BOUNDS, c.sliders, strict=True)}
+        return data[c.system_prompt], options_from(**sliders, seed=data[c.seed], prompt_lookup=data[c.lookup],
+                                                   as_json=data[c.as_json], schema=data[c.schema])
+
+    def check_message(self, data: dict) -> None:
         """Refuse a message that cannot be sent (busy, too long). No outputs, so nothing is lost."""
-        *numbers, sess = values
+        text, sess = data[self.c.textbox], data[self.c.session]
         self.refuse_while_busy(sess, "send again")
         if (text or "").strip():
             try:
+                system, options = self.read_settings(data)
                 messages = conversation.build(system, sess.chat["messages"], text)
                 conversation.check_size(messages, self.settings.max_messages, self.settings.max_message_chars)
-                options = options_from(*numbers)
                 self.engine.check_options(options)  # e.g. a JSON schema the grammar compiler rejects
                 self.engine.prepare(messages, options)
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
 
-    def accept(self, text: str, system: str, *values: Any) -> dict:
+    def accept(self, data: dict) -> dict:
         """Show the message at once and keep it (an empty one is refused with a hint)."""
-        *numbers, sess = values
+        text, sess = data[self.c.textbox], data[self.c.session]
         if not (text or "").strip():
             gr.Warning("Type a message first.")
             return {}
@@ -222,9 +229,10 @@ class Actions:
             chat["messages"][-1].pop("variants", None)  # the reply now answered stays as it is shown
             chat["messages"][-1].pop("variant", None)
         chat["messages"].append({"role": "user", "content": text})
+        system, options = self.read_settings(data)  # checked by check_message just before
         chat["title"] = chat["title"] or title_of(text)
         chat["system_prompt"] = system or ""
-        chat["settings"] = options_from(*numbers).as_dict()
+        chat["settings"] = options.as_dict()
         return {self.c.textbox: "", **self.answer(sess, text)}
 
     def answer(self, sess: Session, text: str) -> dict:
@@ -236,14 +244,15 @@ class Actions:
         status = busy_status(f"Waiting for a free slot: {running} replies are being written…") if waiting else ""
         return {**self.view(sess), **self.saved(sess), **self.buttons(True), self.c.status: status}
 
-    def respond(self, system: str, *values: Any) -> Iterator[dict]:
-        *numbers, sess = values
+    def respond(self, data: dict) -> Iterator[dict]:
+        sess = data[self.c.session]
         if sess.pending is None:  # nothing was accepted, or stopped while waiting
             return
         sess.pending = None
         c, chat, cut = self.c, sess.chat, sess.cut
         try:
-            options = continued_options(cut) if cut else options_from(*numbers)
+            system = data[c.system_prompt]
+            options = continued_options(cut) if cut else self.read_settings(data)[1]
         except Phi3ovError as err:
             sess.cut = None
             raise as_gradio_error(err) from None
@@ -410,15 +419,16 @@ class Actions:
         return {**self.view(sess), self.c.status: ""}
 
     # -- saved files -------------------------------------------------------------------------------
-    def save(self, system: str, *values: Any) -> dict:
-        *numbers, sess = values
+    def save(self, data: dict) -> dict:
+        sess = data[self.c.session]
         messages = [{k: v for k, v in m.items() if k in ("role", "content", "generation") and v is not None}
                     for m in sess.chat["messages"]]
         if not messages:
             raise gr.Error("The chat is empty: there is nothing to save yet.", title="Nothing to save",
                            print_exception=False)
         try:
-            chat_settings = options_from(*numbers).as_dict()
+            system, options = self.read_settings(data)
+            chat_settings = options.as_dict()
         except Phi3ovError as err:
             raise as_gradio_error(err) from None
         model = {"name": self.engine.name, "device": self.engine.device, "context_length": self.engine.context_length}

@@ -46,8 +46,9 @@ class Session:
         return self.reply is not None or self.pending is not None
 
 
-def options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed,
+def options_from(*, max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed,
                  prompt_lookup: bool = True, as_json: bool = False, schema: str = "") -> GenerationOptions:
+    """The options from the settings panel's values, by name (clamped to the sliders' ranges where needed)."""
     return GenerationOptions.parse(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
         repetition_penalty=repetition_penalty, seed=None if seed in (None, "") else seed,

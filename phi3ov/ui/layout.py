@@ -119,19 +119,20 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
 def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     """Connect the events. A check with no outputs runs first where a refusal must change nothing;
     checks go through the queue (an error raised outside it reaches the page as a bare HTTP 500)."""
-    generation = [c.system_prompt, *c.sliders, c.seed, c.lookup, c.as_json, c.schema]
+    # The settings reach a handler as one {component: value} dict (inputs given as a set), read by name.
+    generation = {c.system_prompt, *c.sliders, c.seed, c.lookup, c.as_json, c.schema, c.session}
     view = [c.chats, c.title, c.chatbot, c.variant_nav, c.variant_label, c.undo_delete, c.header, c.model, c.cont]
     every = [*view, c.store, c.status, c.textbox, c.send, c.stop, c.discard, c.system_prompt, *c.sliders, c.seed,
              c.as_json, c.schema, c.downloads]
-    respond = dict(fn=do.respond, inputs=[*generation, c.session], outputs=every,
+    respond = dict(fn=do.respond, inputs=generation, outputs=every,
                    concurrency_limit=concurrency, concurrency_id="generate", **PRIVATE)
     to_idle = dict(fn=lambda: do.buttons(False), inputs=None, outputs=[c.send, c.stop, c.discard],
                    queue=False, **PRIVATE)
     quick = dict(outputs=every, queue=False, **PRIVATE)
     check = dict(concurrency_limit=None, **PRIVATE)
 
-    gr.on([c.textbox.submit, c.send.click], do.check_message, [c.textbox, *generation, c.session], None, **check) \
-        .success(do.accept, [c.textbox, *generation, c.session], **quick).success(**respond).then(**to_idle)
+    gr.on([c.textbox.submit, c.send.click], do.check_message, generation | {c.textbox}, None, **check) \
+        .success(do.accept, generation | {c.textbox}, **quick).success(**respond).then(**to_idle)
     c.chatbot.example_select(do.example, [c.session], **quick).success(**respond).then(**to_idle)
     c.chatbot.edit(do.edit, [c.session], **quick).success(**respond).then(**to_idle)
     c.regenerate.click(do.regenerate, [c.session], **quick).success(**respond).then(**to_idle)
@@ -147,7 +148,7 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
     c.title.submit(do.rename, [c.title, c.session], **quick)
     c.delete.click(do.delete, [c.session], **quick)
     c.undo_delete.click(do.undo_delete, [c.session], **quick)
-    c.save.click(do.save, [*generation, c.session], [c.downloads, c.save_md, c.save_json], **PRIVATE)
+    c.save.click(do.save, generation, [c.downloads, c.save_md, c.save_json], **PRIVATE)
     uploaded = gr.State()
     c.load.upload(do.read, [c.load, c.session], [uploaded], **PRIVATE).success(
         do.load, [uploaded, c.session], **quick)
@@ -170,7 +171,8 @@ def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
         `ignore_eos` generates exactly max_new_tokens tokens (for benchmarks)."""
         try:
             text = conversation.text_of(message)
-            options = options_from(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
+            options = options_from(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                   repetition_penalty=repetition_penalty, seed=seed)
             if ignore_eos is True:
                 options = dataclasses.replace(options, ignore_eos=True)
         except Phi3ovError as err:
