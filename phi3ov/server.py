@@ -32,7 +32,7 @@ def create_engine(settings: ServerSettings) -> Engine:
     ref = models.resolve(settings.model, cache_dir=settings.cache_dir)
     engine = make_engine(settings, ref)
     return switchable(engine, ref, lambda other: make_engine(settings, other), settings.cache_dir,
-                      settings.models_dir, settings.models, settings.context_length)
+                      settings.models_dir, settings.models)
 
 
 def make_engine(settings: ServerSettings, ref: models.ModelRef) -> Engine:
@@ -41,11 +41,11 @@ def make_engine(settings: ServerSettings, ref: models.ModelRef) -> Engine:
     properties = {**default_properties(settings.cache_dir), **dict(settings.ov_config)}
     if settings.engine == "single":
         return LocalEngine(ref, settings.device, properties=properties, prompt_lookup=settings.prompt_lookup,
-                           deterministic=settings.deterministic)
+                           deterministic=settings.deterministic, context_length=settings.context_length)
     return BatchedEngine(ref, settings.device, max_num_seqs=settings.max_num_seqs, kv_cache_gb=settings.kv_cache_gb,
                          max_batched_tokens=settings.max_batched_tokens,
                          properties=properties, prompt_lookup=settings.prompt_lookup,
-                         deterministic=settings.deterministic)
+                         deterministic=settings.deterministic, context_length=settings.context_length)
 
 
 def check_api_key_policy(settings: ServerSettings) -> None:
@@ -90,8 +90,6 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
 
     engine = engine or create_engine(settings)
     engine.warm_up()
-    if settings.context_length:  # --context-length caps the model's own context, never raises it
-        engine.context_length = min(engine.context_length, settings.context_length)
     engine.request_timeout_s = settings.request_timeout or None
     engine.log_prompts = settings.log_prompts  # after the warm-up: only people's messages are logged
     counters = Counters.for_engine(engine, settings)

@@ -24,7 +24,8 @@ def bundled_ref():
 def engine(bundled_ref):
     from phi3ov.engine import LocalEngine
 
-    return LocalEngine(bundled_ref)
+    # Deterministic (no prefix cache): tests compare a reply with the same request asked again.
+    return LocalEngine(bundled_ref, deterministic=True)
 
 
 @pytest.fixture

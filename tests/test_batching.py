@@ -23,18 +23,35 @@ def batched(bundled_ref):
     engine.close()
 
 
+def test_context_length_caps_the_model_and_sizes_the_kv_cache(bundled_ref):
+    from phi3ov.engine.batched import KV_BLOCK_TOKENS, BatchedEngine
+
+    engine = BatchedEngine(bundled_ref, max_num_seqs=2, context_length=256)
+    try:
+        assert engine.context_length == 256  # from the first engine on (--context-length), not set afterwards
+        assert engine.scheduler_config.num_kv_blocks == 2 * 256 // KV_BLOCK_TOKENS  # two whole capped contexts
+    finally:
+        engine.close()
+
+
 def test_settings_reach_the_pipeline(batched):
     assert batched.capabilities.max_concurrency == 4
     assert batched.scheduler_config.max_num_seqs == 4
     assert batched.scheduler_config.enable_prefix_caching
 
 
-def test_a_lone_reply_equals_the_single_pipeline(batched, engine, greedy):
+def test_a_lone_reply_equals_the_single_pipeline(bundled_ref, engine, greedy):
+    from phi3ov.engine.batched import BatchedEngine
+
     messages = ask("What is OpenVINO?")
-    single = engine.chat(messages, greedy)
+    single = engine.chat(messages, greedy)  # deterministic (conftest): no prefix cache, one reply at a time
     list(single)
-    reply = batched.chat(messages, greedy)
-    chunks = list(reply)
+    exact = BatchedEngine(bundled_ref, max_num_seqs=2, kv_cache_gb=1, deterministic=True)
+    try:
+        reply = exact.chat(messages, greedy)
+        chunks = list(reply)
+    finally:
+        exact.close()
     assert len(chunks) > 5 and reply.text == single.text
     assert reply.stats.output_tokens == single.stats.output_tokens
     assert reply.stats.ttft_ms > 0 and reply.stats.tokens_per_s > 0

@@ -49,7 +49,7 @@ def test_switching_keeps_one_model_resident_and_refuses_while_a_reply_runs(bundl
 
     settings = ServerSettings(cache_dir=tmp_path, models_dir=models_dir, max_num_seqs=2)
     engine = switchable(make_engine(settings, bundled_ref), bundled_ref, lambda ref: make_engine(settings, ref),
-                        tmp_path, models_dir, (), None)
+                        tmp_path, models_dir, ())
     try:
         before = "".join(engine.chat([{"role": "user", "content": "Say hi."}], greedy))
         first = engine.current

@@ -24,7 +24,8 @@ def ask(content: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def server(bundled_ref, tmp_path_factory):
     log = tmp_path_factory.mktemp("remote") / "server.log"
-    with ServerProcess(["--model", str(bundled_ref.path), "--api-key", KEY, "--kv-cache-gb", "1"],
+    # Deterministic: the tests below ask it the same request twice and compare the replies.
+    with ServerProcess(["--model", str(bundled_ref.path), "--api-key", KEY, "--kv-cache-gb", "1", "--deterministic"],
                        log_path=log) as proc:
         yield proc
 

@@ -120,14 +120,14 @@ class BatchedEngine(OpenVINOEngine):
     def __init__(self, model: ModelRef, device: str = "CPU", *, max_num_seqs: int = 8, kv_cache_gb: float | None = None,
                  max_batched_tokens: int = 1024,
                  properties: dict[str, str] | None = None, cache_dir: Path | None = None,
-                 prompt_lookup: bool = False, deterministic: bool = False):
+                 prompt_lookup: bool = False, deterministic: bool = False, context_length: int | None = None):
         import openvino_genai as ov_genai
 
         props = self._properties(properties, cache_dir, prompt_lookup)
         scheduler = ov_genai.SchedulerConfig()
         # Blocks are allocated as requests need them, up to this many (see kv_cache_blocks).
-        scheduler.num_kv_blocks = kv_cache_blocks(model.path, max_num_seqs, read_info(model.path).context_length,
-                                                  kv_cache_gb)
+        context = min(read_info(model.path).context_length, context_length or 10**9)  # sized from the capped context
+        scheduler.num_kv_blocks = kv_cache_blocks(model.path, max_num_seqs, context, kv_cache_gb)
         scheduler.cache_size = 0
         scheduler.max_num_seqs = max_num_seqs
         scheduler.max_num_batched_tokens = max(max_batched_tokens, max_num_seqs)
@@ -149,7 +149,7 @@ class BatchedEngine(OpenVINOEngine):
                      time.perf_counter() - started)
             return pipeline
 
-        self._load(model, device, make_pipeline)
+        self._load(model, device, make_pipeline, context_length)
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._active: dict[int, _Request] = {}

@@ -134,13 +134,15 @@ class OpenVINOEngine(Engine):
         list(self.chat([{"role": "user", "content": "Hi"}], GenerationOptions(max_new_tokens=1, temperature=0)))
         log.info("Warmed up in %.2f s", time.perf_counter() - started)
 
-    def _load(self, model: ModelRef, device: str, make_pipeline: Callable[[str], Any]) -> None:
+    def _load(self, model: ModelRef, device: str, make_pipeline: Callable[[str], Any],
+              context_length: int | None = None) -> None:
+        """Build the pipeline; `context_length` (--context-length) caps the model's own context, never raises it."""
         self.model = model
         self.fault: faults.Fault | None = faults.from_env()  # a test hook; None unless PHI3OV_FAULT_INJECT is set
         self.name = model.name
         self.device = check_device(device)
         self.info = read_info(model.path)
-        self.context_length = self.info.context_length
+        self.context_length = min(self.info.context_length, context_length or self.info.context_length)
         self.pipeline = make_pipeline(self.device)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.special_tokens = SpecialTokens.from_tokenizer(self.tokenizer)

@@ -20,12 +20,14 @@ class LocalEngine(OpenVINOEngine):
     """OpenVINO GenAI in this process: one LLMPipeline, one generation at a time, in order."""
 
     def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
-                 cache_dir: Path | None = None, prompt_lookup: bool = False, deterministic: bool = False):
+                 cache_dir: Path | None = None, prompt_lookup: bool = False, deterministic: bool = False,
+                 context_length: int | None = None):
         props = self._properties(properties, cache_dir, prompt_lookup)
         # One reply at a time already; deterministic mode also turns the prefix cache off (see get_pipeline).
         self.capabilities = Capabilities(max_concurrency=1, can_continue=True, can_tokenize=True,
                                          deterministic=deterministic)
-        self._load(model, device, lambda dev: get_pipeline(model.path, dev, props, prefix_caching=not deterministic))
+        self._load(model, device, lambda dev: get_pipeline(model.path, dev, props, prefix_caching=not deterministic),
+                   context_length)
         self._lock = FairLock()
 
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:

@@ -32,9 +32,8 @@ class SwitchableEngine(Engine):
     (reply timeout, prompt logging, the context cap) carries over to the next model."""
 
     def __init__(self, engine: Engine, ref: ModelRef, make: Callable[[ModelRef], Engine],
-                 choices: Callable[[tuple[str, Path]], list[Choice]], context_cap: int | None = None):
+                 choices: Callable[[tuple[str, Path]], list[Choice]]):
         self._engine, self._make, self._choices = engine, make, choices
-        self._context_cap = context_cap  # --context-length: each model serves at most this much of its own
         self._replies: weakref.WeakSet[Reply] = weakref.WeakSet()
         self._switching = threading.Lock()
         self._ref = ref
@@ -56,9 +55,6 @@ class SwitchableEngine(Engine):
     def context_length(self) -> int:  # type: ignore[override]
         return self._engine.context_length
 
-    @context_length.setter
-    def context_length(self, value: int) -> None:
-        self._engine.context_length = value  # the next model gets its own, capped by context_cap
 
     @property
     def request_timeout_s(self) -> float | None:  # type: ignore[override]
@@ -187,12 +183,9 @@ class SwitchableEngine(Engine):
         engine = self._make(ref)
         engine.warm_up()
         engine.request_timeout_s, engine.log_prompts = self._engine.request_timeout_s, self._engine.log_prompts
-        if self._context_cap:
-            engine.context_length = min(engine.context_length, self._context_cap)
         self._engine, self._ref = engine, ref
 
 
 def switchable(engine: Engine, ref: ModelRef, make: Callable[[ModelRef], Engine], cache_dir: Path,
-               models_dir: Path | None, only: tuple[str, ...], context_cap: int | None) -> SwitchableEngine:
-    return SwitchableEngine(engine, ref, make, lambda current: available(cache_dir, models_dir, only, current),
-                            context_cap)
+               models_dir: Path | None, only: tuple[str, ...]) -> SwitchableEngine:
+    return SwitchableEngine(engine, ref, make, lambda current: available(cache_dir, models_dir, only, current))
