@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["browserkit"]  # the browser fixtures (server, browser, open_chat)
+pytest_plugins = ["support.browserkit"]  # the browser fixtures (server, browser, open_chat)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

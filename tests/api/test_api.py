@@ -11,7 +11,7 @@ import urllib.request
 
 import openai
 import pytest
-from bounded import Threads
+from support.bounded import Threads
 
 from phi3ov.process import ServerProcess
 

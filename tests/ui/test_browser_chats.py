@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from browserkit import LONG_PROMPT, Chat, screenshots_dir, start_server
+from support.browserkit import LONG_PROMPT, Chat, screenshots_dir, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -13,8 +13,8 @@ import urllib.request
 
 import openai
 import pytest
-from bounded import Threads
 from gradio_client import Client
+from support.bounded import Threads
 
 from phi3ov.process import ServerProcess
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bounded import Threads
+from support.bounded import Threads
 
 from phi3ov.options import GenerationOptions
 

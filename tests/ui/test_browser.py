@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from browserkit import FIGURES, LONG_PROMPT, SAVED_CHAT, SENTENCE, screenshots_dir
+from support.browserkit import FIGURES, LONG_PROMPT, SAVED_CHAT, SENTENCE, screenshots_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

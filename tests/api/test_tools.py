@@ -54,7 +54,7 @@ def test_reader_is_strict_and_streams_as_it_reads_whole(text, content, names):
 
 
 def test_templates_that_take_tools():
-    from tiny_qwen import QWEN25_TEMPLATE
+    from support.tiny_qwen import QWEN25_TEMPLATE
 
     from phi3ov.tools import call_format, takes_tools
 
@@ -65,7 +65,7 @@ def test_templates_that_take_tools():
 
 @pytest.fixture(scope="session")
 def qwen_export(tmp_path_factory):
-    from tiny_qwen import build_tiny_qwen
+    from support.tiny_qwen import build_tiny_qwen
 
     from phi3ov.models import export
 

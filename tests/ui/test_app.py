@@ -3,8 +3,8 @@
 import time
 
 import pytest
-from bounded import Threads
 from gradio_client import Client
+from support.bounded import Threads
 
 from phi3ov.process import ServerProcess
 

@@ -24,7 +24,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAVED_CHAT = Path(__file__).parent / "data" / "saved_chat.json"
 FIGURES = re.compile(r"first token \d+ ms · [\d.]+ tokens/s")
 LONG_PROMPT = "Write a very long story about a dragon, at least 20 paragraphs."

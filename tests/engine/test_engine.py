@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from bounded import Threads
+from support.bounded import Threads
 
 from phi3ov import conversation
 from phi3ov.errors import ContextOverflow, DeviceUnavailable, GenerationFailed
