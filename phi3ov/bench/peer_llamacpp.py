@@ -15,6 +15,15 @@ import time
 import llama_cpp
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, not ru_maxrss, which keeps the parent's figure across fork and exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_once(llm: llama_cpp.Llama, ids: list[int], n: int) -> tuple[float, float]:
     llm.reset()  # no prefix reuse between runs: every run evaluates its whole prompt
     started = time.perf_counter()
@@ -44,7 +53,7 @@ def main() -> int:
         ttft, rate = run_once(llm, ids, n)
         ttfts.append(ttft)
         rates.append(rate)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"ttft_ms": ttfts, "decode_tokens_per_s": rates, "peak_rss_mb": peak,
                       "tokenizer_agrees": agrees, "version": llama_cpp.__version__}))
     return 0
