@@ -8,7 +8,7 @@
 
 Requests are validated with the same ranges as the UI's sliders (options.BOUNDS, via
 GenerationOptions.parse without clamping; options.py); errors come back in OpenAI's shape
-`{"error": {"message", "type", "param", "code"}}` with the status of the domain error (errors.py).
+`{"error": {"message", "type", "param", "code"}}` with the status of the domain error (error_shapes.py).
 Besides OpenAI's parameters (penalties, `response_format` for structured output, `logprobs`), `top_k`,
 `repetition_penalty`, `ignore_eos`, vLLM's `guided_json`/`guided_regex`/`guided_grammar` and `prompt_lookup`
 are accepted; tool calls where the chat template takes tools (tools.py). A parameter that cannot be honoured
@@ -20,7 +20,7 @@ not fit the context is a 400 `context_length_exceeded`. The engine's blocking it
 in worker threads, and a client that goes away stops its reply (replies.py).
 """
 
-from .errors import ApiError
+from .error_shapes import ApiError
 from .limits import Counters, Slots
 from .routes import create_router
 

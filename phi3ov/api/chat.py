@@ -15,8 +15,8 @@ from ..errors import ContextOverflow, Phi3ovError
 from ..logprobs import Piece
 from ..options import GenerationOptions
 from ..settings import ServerSettings
-from ..tools import Call, ToolCallReader, read_reply
-from .errors import ApiError
+from ..tool_calls import Call, ToolCallReader, read_reply
+from .error_shapes import ApiError
 from .options import (
     SamplingRequest,
     bad,

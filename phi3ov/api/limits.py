@@ -11,7 +11,7 @@ from fastapi import Request
 from ..engine import Engine
 from ..metrics import Metrics
 from ..settings import ServerSettings
-from .errors import ApiError
+from .error_shapes import ApiError
 
 
 class Slots:

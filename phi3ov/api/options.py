@@ -17,7 +17,7 @@ from ..engine import Engine
 from ..errors import BadOptions
 from ..options import GenerationOptions
 from ..structured import Constraint, from_response_format
-from .errors import ApiError
+from .error_shapes import ApiError, bad
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ class SamplingRequest(BaseModel):
     guided_json: Any = None
     guided_regex: Any = None
     guided_grammar: Any = None
-
-
-def bad(param: str, message: str, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, param=param, code=code)
 
 
 def check_model_name(model: str, engine: Engine) -> None:

@@ -12,7 +12,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from ..engine import Reply
 from ..errors import Phi3ovError
 from ..logprobs import Piece
-from .errors import ApiError
+from .error_shapes import ApiError
 
 
 def usage(replies: list[Reply]) -> dict[str, int]:

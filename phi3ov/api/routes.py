@@ -24,7 +24,7 @@ from .completions import (
     parse_completion,
     start_replies,
 )
-from .errors import ApiError
+from .error_shapes import ApiError
 from .limits import Counters, read_body
 from .replies import complete, stream_events
 from .tokens import DetokenizeRequest, TokenizeRequest, detokenize, tokenize

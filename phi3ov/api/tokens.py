@@ -17,7 +17,7 @@ from ..engine import Engine
 from ..errors import Phi3ovError
 from ..settings import ServerSettings
 from .chat import ChatCompletionRequest, parse_messages
-from .errors import ApiError
+from .error_shapes import ApiError
 from .options import bad
 
 MAX_DETOKENIZE = 100_000

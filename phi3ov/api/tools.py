@@ -1,6 +1,6 @@
 """Tools on the wire: `tools`, `tool_choice` and `parallel_tool_calls` checked, and calls in OpenAI's shape.
 
-Served where the model's chat template takes tools and writes calls in `<tool_call>` tags (tools.py):
+Served where the model's chat template takes tools and writes calls in `<tool_call>` tags (phi3ov/tool_calls.py):
 
     tool_choice "auto" (the default)   the tools go to the template; calls the model writes come back as calls
     tool_choice "none"                 the tools are left out of the prompt; the reply is text
@@ -20,14 +20,10 @@ import uuid
 from typing import Any
 
 from ..engine import Engine
-from ..tools import Call, call_constraint, call_format, takes_tools
-from .errors import ApiError
+from ..tool_calls import Call, call_constraint, call_format, takes_tools
+from .error_shapes import bad
 
 CHOICES = ("auto", "none", "required")
-
-
-def bad(param: str, message: str, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, param=param, code=code)
 
 
 def check_legacy(extra: dict[str, Any]) -> None:

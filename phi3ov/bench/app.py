@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..engine.base import decode_speed
 from ..options import DEFAULT_SYSTEM_PROMPT
 
 PROMPT = "Write a short story about a robot who learns to paint."
@@ -75,8 +76,7 @@ class Timer:
         self.first = self.first or self.last
 
     def figures(self, tokens: int) -> tuple[float, float]:
-        decode = (tokens - 1) / (self.last - self.first) if tokens > 1 and self.last > self.first else 0.0
-        return (self.first - self.started) * 1000, decode
+        return (self.first - self.started) * 1000, decode_speed(tokens, self.first, self.last)
 
 
 Layer = Callable[[list[dict], int], tuple[float, float]]  # (messages, max_new_tokens) -> (ttft ms, tokens/s)

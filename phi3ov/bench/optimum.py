@@ -12,6 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
+from ..engine.base import decode_speed
 from ..errors import ExportFailed, ModelNotServable
 
 OPTIMUM_FILES = ("config.json", "openvino_model.xml")
@@ -75,7 +76,7 @@ def measure_optimum(folder: Path, prompt_messages: list[dict], max_new_tokens: i
         if i == 0 or clock.first is None:
             continue
         ttfts.append((clock.first - t0) * 1000)
-        speeds.append((clock.tokens - 1) / (t1 - clock.first) if clock.tokens > 1 and t1 > clock.first else 0.0)
+        speeds.append(decode_speed(clock.tokens, clock.first, t1))
         counts.append(clock.tokens)
     return {
         "runtime": "optimum-intel OVModelForCausalLM.generate",

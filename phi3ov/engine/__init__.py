@@ -12,7 +12,7 @@
 Heavy packages (openvino_genai, openai) are imported when an engine is built, not here.
 """
 
-from .base import Capabilities, Emit, Engine, Reply, Runner, Stats
+from .base import Capabilities, Emit, Engine, Reply, Runner, Stats, decode_speed
 from .batched import BatchedEngine
 from .genai import OpenVINOEngine, check_device, default_properties, get_pipeline, load_failed
 from .local import LocalEngine
@@ -20,5 +20,5 @@ from .remote import RemoteEngine
 from .switching import SwitchableEngine, switchable
 
 __all__ = ["BatchedEngine", "Capabilities", "Emit", "Engine", "LocalEngine", "OpenVINOEngine", "RemoteEngine", "Reply",
-           "Runner", "Stats", "SwitchableEngine", "switchable", "check_device",
+           "Runner", "Stats", "SwitchableEngine", "decode_speed", "switchable", "check_device",
            "default_properties", "get_pipeline", "load_failed"]

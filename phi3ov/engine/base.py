@@ -64,6 +64,11 @@ class Stats:
         return asdict(self)
 
 
+def decode_speed(tokens: int, first: float, last: float) -> float:
+    """Decode speed: the tokens after the first over the time from the first to the last (0 where undefined)."""
+    return (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+
+
 Emit = Callable[[str | Piece], None]  # text, or text with the log probabilities of its tokens
 Runner = Callable[[Emit, threading.Event], Stats]
 

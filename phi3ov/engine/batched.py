@@ -32,7 +32,7 @@ from ..conversation import Fitted
 from ..errors import EngineNotReady, GenerationFailed
 from ..models import ModelRef, read_info
 from ..options import GenerationOptions
-from .base import Capabilities, Emit, Runner, Stats
+from .base import Capabilities, Emit, Runner, Stats, decode_speed
 from .genai import OpenVINOEngine, load_failed
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class BatchedEngine(OpenVINOEngine):
             last = request.last or first
             return Stats(
                 ttft_ms=(first - request.submitted) * 1000 if request.first else 0.0,
-                tokens_per_s=(generated - 1) / (last - first) if generated > 1 and last > first else 0.0,
+                tokens_per_s=decode_speed(generated, first, last),
                 input_tokens=fitted.prompt_tokens,
                 output_tokens=generated,
                 total_s=time.perf_counter() - request.submitted,

@@ -28,7 +28,7 @@ from ..conversation import Fitted, Message
 from ..errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
 from ..logprobs import Piece, TokenLogprob
 from ..options import GenerationOptions
-from .base import Capabilities, Emit, Engine, Runner, Stats
+from .base import Capabilities, Emit, Engine, Runner, Stats, decode_speed
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when neither the flag nor the server says (phi3ov and vLLM send max_model_len)
 BYTES_PER_TOKEN = 3
@@ -154,10 +154,9 @@ class RemoteEngine(Engine):
             finally:
                 stream.close()
             generated = usage.completion_tokens if usage else chunks
-            decode = (last - first) if first and last else 0.0
             return Stats(
                 ttft_ms=(first - started) * 1000 if first else 0.0,
-                tokens_per_s=(generated - 1) / decode if generated > 1 and decode > 0 else 0.0,
+                tokens_per_s=decode_speed(generated, first, last) if first and last else 0.0,
                 input_tokens=usage.prompt_tokens if usage else fitted.prompt_tokens,
                 output_tokens=generated,
                 total_s=time.perf_counter() - started,

@@ -3,7 +3,7 @@
     layout.py   the Blocks: components and how their events are wired
     actions.py  what each button, box and list does
     chat.py     one reply: stream it into the Chatbot, its live and final figures
-    conversations.py  the list of conversations the browser keeps
+    store.py          the list of conversations the browser keeps
     markup.py   Markdown shown with raw HTML as text
     i18n.py     the interface strings in English and Arabic
     page.py     header, theme, css

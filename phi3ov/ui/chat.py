@@ -13,11 +13,11 @@ from typing import Any
 
 import gradio as gr
 
-from ..engine import Engine, Reply
+from ..engine import Engine, Reply, decode_speed
 from ..errors import BadOptions, Phi3ovError
 from ..options import GenerationOptions
 from ..structured import ANY_JSON_OBJECT, Constraint
-from .conversations import Chat, Store, new_chat
+from .store import Chat, Store, new_chat
 
 log = logging.getLogger(__name__)
 UPDATE_INTERVAL_S = 0.033
@@ -135,8 +135,8 @@ class LiveFigures:
             self.counted_at = now
             tokens = self.engine.count_text(answer[len(self.reply.prefix):])
             parts = ["Generating…", f"first token {self.reply.client_ttft_ms or 0:.0f} ms", f"{tokens} tokens"]
-            if now > self.first and tokens > 1:
-                parts.append(f"{(tokens - 1) / (now - self.first):.1f} tokens/s")
+            if speed := decode_speed(tokens, self.first, now):
+                parts.append(f"{speed:.1f} tokens/s")
             self.text = " · ".join(parts)
         return self.text
 

@@ -26,9 +26,9 @@ from ..options import BOUNDS, EXAMPLES, SEED_MAX
 from ..settings import ServerSettings
 from .actions import Actions
 from .chat import Session, as_gradio_error, options_from, stream_reply
-from .conversations import STORAGE_KEY, browser_key
 from .i18n import t
 from .page import header_html
+from .store import STORAGE_KEY, browser_key
 
 log = logging.getLogger(__name__)
 PRIVATE = dict(api_visibility="private")

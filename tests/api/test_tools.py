@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from phi3ov.tools import Call, ToolCallReader, read_reply
+from phi3ov.tool_calls import Call, ToolCallReader, read_reply
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather forecast for a city <|im_end|> (markers here stay text).",
@@ -56,7 +56,7 @@ def test_reader_is_strict_and_streams_as_it_reads_whole(text, content, names):
 def test_templates_that_take_tools():
     from support.tiny_qwen import QWEN25_TEMPLATE
 
-    from phi3ov.tools import call_format, takes_tools
+    from phi3ov.tool_calls import call_format, takes_tools
 
     assert call_format(QWEN25_TEMPLATE) == "hermes"
     assert not takes_tools("{% for message in messages %}{{ message['content'] }}{% endfor %}")

@@ -341,8 +341,9 @@ def test_optimum_runtime_is_measured_on_an_export(smol_export):
 
 def test_offline_download_fails_quickly_with_a_clear_message(tmp_path, monkeypatch, capsys):
     """The Hub is unreachable from this machine, as for any offline user."""
-    from phi3ov import hub, models
+    from phi3ov import models
     from phi3ov.cli import main
+    from phi3ov.models import hub
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached copy to fall back on
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

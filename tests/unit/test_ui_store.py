@@ -1,13 +1,13 @@
-"""What the browser keeps (phi3ov/ui/conversations.py) and how a message is shown (phi3ov/ui/markup.py)."""
+"""What the browser keeps (phi3ov/ui/store.py) and how a message is shown (phi3ov/ui/markup.py)."""
 
 from __future__ import annotations
 
 import json
 import stat
 
-from phi3ov.ui import conversations
-from phi3ov.ui.conversations import Store, browser_key, new_chat, title_of
+from phi3ov.ui import store as conversations
 from phi3ov.ui.markup import as_text_markup
+from phi3ov.ui.store import Store, browser_key, new_chat, title_of
 
 
 def test_the_browser_key_is_made_once_private_and_kept(tmp_path):

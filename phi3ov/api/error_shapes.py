@@ -30,3 +30,8 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if self.status == 429 else None
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def bad(param: str, message: str, code: str = "invalid_value") -> ApiError:
+    """A 400 for the request parameter `param`."""
+    return ApiError(400, message, param=param, code=code)
