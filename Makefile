@@ -21,8 +21,8 @@ test: $(VENV)/.test browser  ## everything: real model, real server, real browse
 	$(BIN)/ruff check phi3ov tests app.py
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.test  ## the tests that need no browser and no export
-	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+test-fast: $(VENV)/.test  ## the unit tests: no model, no server, no browser (seconds)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 5 runs
 	$(BIN)/phi3ov bench $(ARGS)
@@ -63,7 +63,7 @@ format: $(VENV)/.test
 	$(BIN)/ruff format phi3ov tests app.py
 
 screenshots: $(VENV)/.test browser  ## refresh assets/screenshots from a real browser run
-	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/test_browser.py tests/test_browser_chats.py -k "screenshots or arabic" $(PYTEST_ARGS)
+	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py tests/ui/test_browser_chats.py -k "screenshots or arabic" $(PYTEST_ARGS)
 
 export-phi3: $(VENV)/.export  ## export Phi-3-mini to ./model/phi3-instruct/int4 (needs internet)
 	$(BIN)/phi3ov export microsoft/Phi-3-mini-4k-instruct model/phi3-instruct/int4 $(ARGS)
