@@ -8,20 +8,11 @@ This file imports nothing from phi3ov: it runs beside a different set of package
 """
 
 import json
-import resource
 import sys
 import time
 
 import llama_cpp
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM, not ru_maxrss, which keeps the parent's figure across fork and exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from rss import peak_rss_mb  # beside this script (it runs as one, in the peers' environment)
 
 
 def run_once(llm: llama_cpp.Llama, ids: list[int], n: int) -> tuple[float, float]:

@@ -11,10 +11,11 @@ batched engine drives it.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from typing import Any
+
+from .rss import peak_rss_mb
 
 
 def _config(pipe: Any, n: int) -> Any:
@@ -100,7 +101,7 @@ def main() -> int:
             ttfts.append(ttft)
             rates.append(rate)
             counts.append(count)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()  # its own peak, not the parent's (ru_maxrss keeps that across fork and exec)
     print(json.dumps({"ttft_ms": ttfts, "decode_tokens_per_s": rates, "peak_rss_mb": peak, "tokens": counts,
                       "version": ov_genai.__version__}))
     return 0
