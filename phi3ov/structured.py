@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,10 +96,13 @@ def compiler_message(err: Exception) -> str:
 class GrammarChecker:
     """Compiles constraints with XGrammar for one tokenizer, away from the serving pipeline."""
 
+    PASSED_KEPT = 256  # constraints that compiled, remembered so that a request's second check costs nothing
+
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
         self._pipeline: Any = None
         self._lock = threading.Lock()
+        self._passed: OrderedDict[Constraint, None] = OrderedDict()  # the edge checks, then the engine: compiled once
 
     def _stand_in(self) -> Any:
         import numpy as np
@@ -128,6 +132,10 @@ class GrammarChecker:
         import openvino as ov
         import openvino_genai as ov_genai
 
+        with self._lock:
+            if constraint in self._passed:
+                self._passed.move_to_end(constraint)
+                return
         if constraint.kind in ("json_schema", "tool_call"):
             try:
                 json.loads(constraint.text)
@@ -149,6 +157,9 @@ class GrammarChecker:
                 raise BadOptions(f"The {what[constraint.kind]} cannot be used to constrain the reply: "
                                  f"{compiler_message(err)}",
                                  "Fix it, or leave it out for a free-form reply.") from None
+            self._passed[constraint] = None
+            if len(self._passed) > self.PASSED_KEPT:
+                self._passed.popitem(last=False)
 
 
 def _serialize(model: Any) -> tuple[str, Any]:
