@@ -47,89 +47,55 @@ class ClosingStreamingResponse(StreamingResponse):
             await self.body_iterator.aclose()
 
 
-def create_router(engine: Engine | None, settings: ServerSettings, counters: Counters | None = None) -> APIRouter:
-    """The API routes for this engine. `engine=None` answers 503 until one is given."""
-    router = APIRouter()
-    created = int(time.time())
-    counters = counters or Counters.for_engine(engine, settings)
-    slots, metrics = counters.slots, counters.metrics
+class Api:
+    """What the routes share: the engine (None while loading), the settings, the slots and the figures."""
 
-    def answered(route: str, response: Any, status: int = 200) -> Any:
-        metrics.requests.labels(route, str(getattr(response, "status_code", status))).inc()
+    def __init__(self, engine: Engine | None, settings: ServerSettings, counters: Counters):
+        self.engine, self.settings = engine, settings
+        self.created = int(time.time())
+        self.slots, self.metrics = counters.slots, counters.metrics
+
+    def answered(self, route: str, response: Any, status: int = 200) -> Any:
+        self.metrics.requests.labels(route, str(getattr(response, "status_code", status))).inc()
         return response
 
-    def refused(route: str, err: ApiError) -> JSONResponse:
+    def refused(self, route: str, err: ApiError) -> JSONResponse:
         # Expected traffic, not a bug: one line, no traceback, no message text.
         log.info("%s answered %d (%s)", route, err.status, err.code)
-        return answered(route, err.response())
+        return self.answered(route, err.response())
 
-    def finished(replies: list[Reply]) -> None:
-        slots.give()
+    def finished(self, replies: list[Reply]) -> None:
+        self.slots.give()
         for reply in replies:
-            metrics.reply_done(reply)
+            self.metrics.reply_done(reply)
 
-    def check_key(request: Request) -> None:
-        if not settings.api_key:
+    def check_key(self, request: Request) -> None:
+        key = self.settings.api_key
+        if not key:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
             raise ApiError(401, "Missing or wrong API key: send the server's key as `Authorization: Bearer KEY` "
                            "(the openai client's api_key).", code="invalid_api_key")
 
-    def ready() -> Engine:
-        if engine is None:
+    def ready(self) -> Engine:
+        if self.engine is None:
             raise ApiError.from_domain(EngineNotReady("The model is still loading.", "Try again in a minute."))
-        return engine
+        return self.engine
 
-    def model_card(eng: Engine) -> dict[str, Any]:
-        return {"id": eng.name, "object": "model", "created": created, "owned_by": "phi3ov",
+    def model_card(self, eng: Engine) -> dict[str, Any]:
+        return {"id": eng.name, "object": "model", "created": self.created, "owned_by": "phi3ov",
                 "max_model_len": eng.context_length, "loaded": True}
 
-    def model_cards(eng: Engine) -> list[dict[str, Any]]:
+    def model_cards(self, eng: Engine) -> list[dict[str, Any]]:
         """The model served, then the others the model menu can switch to (not loaded)."""
         others = eng.model_names()[1:]
-        return [model_card(eng), *({"id": name, "object": "model", "created": created, "owned_by": "phi3ov",
-                                    "loaded": False} for name in others)]
+        return [self.model_card(eng), *({"id": name, "object": "model", "created": self.created,
+                                         "owned_by": "phi3ov", "loaded": False} for name in others)]
 
-    @router.get("/health")
-    async def health():
-        if engine is None:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ok", "model": engine.name, "running": engine.running}
-
-    @router.get("/metrics")
-    async def prometheus(request: Request):
-        try:
-            check_key(request)
-        except ApiError as err:
-            return err.response()
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    @router.get("/v1/models")
-    async def list_models(request: Request):
-        try:
-            check_key(request)
-            return {"object": "list", "data": model_cards(ready())}
-        except ApiError as err:
-            return err.response()
-
-    @router.get("/v1/models/{model:path}")
-    async def get_model(model: str, request: Request):
-        try:
-            check_key(request)
-            eng = ready()
-            card = next((c for c in model_cards(eng) if c["id"] == model), None)
-            if card is None:
-                raise ApiError(404, f"The model `{model}` does not exist on this server; it serves `{eng.name}`.",
-                               param="model", code="model_not_found")
-            return card
-        except ApiError as err:
-            return err.response()
-
-    async def parsed(request: Request, model: type[BaseModel]) -> Any:
-        check_key(request)
-        body = await read_body(request, settings)
+    async def parsed(self, request: Request, model: type[BaseModel]) -> Any:
+        self.check_key(request)
+        body = await read_body(request, self.settings)
         try:
             return model.model_validate(body)
         except ValidationError as err:
@@ -138,94 +104,144 @@ def create_router(engine: Engine | None, settings: ServerSettings, counters: Cou
             raise ApiError(400, f"Invalid request: `{param}`: {first['msg']}.", param=param,
                            code="invalid_value") from None
 
-    async def started(start: Callable[[], list[Reply]]) -> list[Reply]:
+    async def started(self, start: Callable[[], list[Reply]]) -> list[Reply]:
         """The replies, started in a worker thread, holding one slot (429 past the queue)."""
-        slots.take()
+        self.slots.take()
         try:
             return await run_in_threadpool(start)
         except BaseException:
-            slots.give()
+            self.slots.give()
             raise
 
-    def streamed(route: str, replies: list[Reply], events: Any, include_usage: bool) -> StreamingResponse:
+    def streamed(self, route: str, replies: list[Reply], events: Any, include_usage: bool) -> StreamingResponse:
         last = events.usage_event() if include_usage else None
         head = events.head() if hasattr(events, "head") else []
-        return answered(route, ClosingStreamingResponse(
-            stream_events(replies, head, events, last, finished), media_type="text/event-stream",
+        return self.answered(route, ClosingStreamingResponse(
+            stream_events(replies, head, events, last, self.finished), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
 
-    async def waited(route: str, replies: list[Reply], request: Request) -> JSONResponse | None:
+    async def waited(self, route: str, replies: list[Reply], request: Request) -> JSONResponse | None:
         """None once every reply is complete; the error response when one failed."""
         try:
             for reply in replies:
                 await complete(reply, request)
         except Phi3ovError as err:
-            return refused(route, ApiError.from_domain(err))
+            return self.refused(route, ApiError.from_domain(err))
         finally:
-            finished(replies)
+            self.finished(replies)
         return None
+
+
+def create_router(engine: Engine | None, settings: ServerSettings, counters: Counters | None = None) -> APIRouter:
+    """The API routes for this engine. `engine=None` answers 503 until one is given."""
+    router = APIRouter()
+    api = Api(engine, settings, counters or Counters.for_engine(engine, settings))
+    add_info_routes(router, api)
+    add_generation_routes(router, api)
+    return router
+
+
+def add_info_routes(router: APIRouter, api: Api) -> None:
+    """/health, /metrics and /v1/models."""
+
+    @router.get("/health")
+    async def health():
+        if api.engine is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {"status": "ok", "model": api.engine.name, "running": api.engine.running}
+
+    @router.get("/metrics")
+    async def prometheus(request: Request):
+        try:
+            api.check_key(request)
+        except ApiError as err:
+            return err.response()
+        body, content_type = api.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @router.get("/v1/models")
+    async def list_models(request: Request):
+        try:
+            api.check_key(request)
+            return {"object": "list", "data": api.model_cards(api.ready())}
+        except ApiError as err:
+            return err.response()
+
+    @router.get("/v1/models/{model:path}")
+    async def get_model(model: str, request: Request):
+        try:
+            api.check_key(request)
+            eng = api.ready()
+            card = next((c for c in api.model_cards(eng) if c["id"] == model), None)
+            if card is None:
+                raise ApiError(404, f"The model `{model}` does not exist on this server; it serves `{eng.name}`.",
+                               param="model", code="model_not_found")
+            return card
+        except ApiError as err:
+            return err.response()
+
+
+def add_generation_routes(router: APIRouter, api: Api) -> None:
+    """/v1/chat/completions, /v1/completions, /tokenize and /detokenize."""
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         route = "/v1/chat/completions"
         try:
-            eng = ready()
-            req = await parsed(request, ChatCompletionRequest)
-            messages, options = parse_chat(req, eng, settings)
-            replies = await started(lambda: [start_reply(eng, messages, options)])
+            eng = api.ready()
+            req = await api.parsed(request, ChatCompletionRequest)
+            messages, options = parse_chat(req, eng, api.settings)
+            replies = await api.started(lambda: [start_reply(eng, messages, options)])
         except ApiError as err:
-            return refused(route, err)
+            return api.refused(route, err)
         except Phi3ovError as err:
-            return refused(route, ApiError.from_domain(err, param=param_of(err)))
+            return api.refused(route, ApiError.from_domain(err, param=param_of(err)))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return streamed(route, replies, ChatEvents(eng.name), include_usage)
-        if failed := await waited(route, replies, request):
+            return api.streamed(route, replies, ChatEvents(eng.name), include_usage)
+        if failed := await api.waited(route, replies, request):
             return failed
-        answered(route, None)
+        api.answered(route, None)
         return chat_response(replies[0], eng.name)
 
     @router.post("/v1/completions")
     async def completions(request: Request):
         route = "/v1/completions"
         try:
-            eng = ready()
-            req = await parsed(request, CompletionRequest)
-            prompts, options = parse_completion(req, eng, settings)
-            replies = await started(lambda: start_replies(eng, prompts, options))
+            eng = api.ready()
+            req = await api.parsed(request, CompletionRequest)
+            prompts, options = parse_completion(req, eng, api.settings)
+            replies = await api.started(lambda: start_replies(eng, prompts, options))
         except ApiError as err:
-            return refused(route, err)
+            return api.refused(route, err)
         except Phi3ovError as err:
-            return refused(route, ApiError.from_domain(err, param=param_of(err, "prompt")))
+            return api.refused(route, ApiError.from_domain(err, param=param_of(err, "prompt")))
         echo = bool(req.echo)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return streamed(route, replies, CompletionEvents(eng.name, prompts, echo), include_usage)
-        if failed := await waited(route, replies, request):
+            return api.streamed(route, replies, CompletionEvents(eng.name, prompts, echo), include_usage)
+        if failed := await api.waited(route, replies, request):
             return failed
-        answered(route, None)
+        api.answered(route, None)
         return completion_response(replies, prompts, echo, eng.name)
 
     @router.post("/tokenize")
     async def tokenize_route(request: Request):
         try:
-            eng = ready()
-            req = await parsed(request, TokenizeRequest)
-            return answered("/tokenize", await run_in_threadpool(tokenize, req, eng, settings))
+            eng = api.ready()
+            req = await api.parsed(request, TokenizeRequest)
+            return api.answered("/tokenize", await run_in_threadpool(tokenize, req, eng, api.settings))
         except ApiError as err:
-            return refused("/tokenize", err)
+            return api.refused("/tokenize", err)
 
     @router.post("/detokenize")
     async def detokenize_route(request: Request):
         try:
-            eng = ready()
-            req = await parsed(request, DetokenizeRequest)
-            return answered("/detokenize", await run_in_threadpool(detokenize, req, eng))
+            eng = api.ready()
+            req = await api.parsed(request, DetokenizeRequest)
+            return api.answered("/detokenize", await run_in_threadpool(detokenize, req, eng))
         except ApiError as err:
-            return refused("/detokenize", err)
-
-    return router
-
+            return api.refused("/detokenize", err)
 
 
 def param_of(err: Phi3ovError, messages: str = "messages") -> str | None:
