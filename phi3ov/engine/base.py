@@ -235,12 +235,15 @@ class Engine:
         """Trim to the context budget (raises ContextOverflow when the newest message cannot fit)."""
         return fit(messages, self.count_tokens, self.context_length, self.capped(options).max_new_tokens)
 
-    def chat(self, messages: list[Message], options: GenerationOptions | None = None) -> Reply:
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None,
+             fitted: Fitted | None = None) -> Reply:
+        """The reply to `messages`; `fitted` is what `prepare(messages, options)` gave the caller's own check, so
+        the conversation is fitted once."""
         if self.log_prompts:  # the only place message text is logged, and only when asked for
             prompt_log.info("request messages: %s", json.dumps({"messages": messages}, ensure_ascii=False))
         options = self.capped(options or GenerationOptions())
         self.check_options(options)
-        fitted = self.prepare(messages, options)
+        fitted = fitted or self.prepare(messages, options)
         return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
 
     def check_options(self, options: GenerationOptions) -> None:

@@ -158,7 +158,7 @@ class Actions:
                 messages = conversation.build(system, sess.chat["messages"], text)
                 conversation.check_size(messages, self.settings.max_messages, self.settings.max_message_chars)
                 self.engine.check_options(options)  # e.g. a JSON schema the grammar compiler rejects
-                self.engine.prepare(messages, options)
+                sess.checked = (messages, options, self.engine.prepare(messages, options))  # respond reuses it
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
 
@@ -208,8 +208,10 @@ class Actions:
         saved_at, status, reply = time.monotonic(), "", None
         try:
             messages = conversation.build(system, chat["messages"])
+            checked, sess.checked = sess.checked, None
+            fitted = checked[2] if checked and not cut and checked[:2] == (messages, options) else None
             for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
-                                                      self.metrics, continuation=cut is not None):
+                                                      self.metrics, continuation=cut is not None, fitted=fitted):
                 if answer and not sess.discard and not any(m is bot for m in chat["messages"]):
                     chat["messages"].append(bot)
                 bot["content"] = answer

@@ -32,6 +32,7 @@ class Session:
         self.chat: Chat = new_chat()  # the open conversation (listed once it has a message)
         self.reply: Reply | None = None
         self.pending: str | None = None  # the message accepted, its reply not started yet
+        self.checked: tuple[list, GenerationOptions, Any] | None = None  # what check_message fitted, for the reply
         self.discard = False  # "Stop and discard" was pressed for the reply in flight
         self.cut: dict[str, Any] | None = None  # Continue: the cut reply as it was, until its continuation ends
         self.variants: list[dict[str, Any]] = []  # earlier replies to the message being answered again
@@ -83,7 +84,7 @@ def busy_status(text: str) -> str:
 
 
 def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
-                 metrics: Any = None, continuation: bool = False) -> Iterator[tuple[str, str, Reply]]:
+                 metrics: Any = None, continuation: bool = False, fitted: Any = None) -> Iterator[tuple[str, str, Reply]]:
     """Stream a reply to `messages` (system prompt first, the user's message last), or with `continuation`
     more of the last message (a reply cut at the length limit).
 
@@ -91,7 +92,7 @@ def stream_reply(engine: Engine, messages: list[dict], options: GenerationOption
     reply's text starts with what it continues (`reply.prefix`).
     """
     try:
-        reply = engine.continue_reply(messages, options) if continuation else engine.chat(messages, options)
+        reply = engine.continue_reply(messages, options) if continuation else engine.chat(messages, options, fitted)
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     if session is not None:
