@@ -131,13 +131,16 @@ def parse_options(req: SamplingRequest, *, max_tokens: tuple[str, Any], logprobs
               "frequency_penalty": ("frequency_penalty", req.frequency_penalty),
               "seed": ("seed", req.seed), "stop": ("stop", req.stop), "ignore_eos": ("ignore_eos", req.ignore_eos),
               "prompt_lookup": ("prompt_lookup", req.prompt_lookup)}
-    for name, (param, value) in values.items():
-        try:
-            GenerationOptions.parse(**{name: value})
-        except BadOptions as err:
-            raise bad(param, f"Invalid `{param}`: {err}") from None
-    return GenerationOptions.parse(**{name: value for name, (_, value) in values.items()}, logprobs=logprobs,
-                                   top_logprobs=top_logprobs, constraint=constraint)
+    try:  # parsed once; only a refused request is parsed again, field by field, to name the parameter at fault
+        return GenerationOptions.parse(**{name: value for name, (_, value) in values.items()}, logprobs=logprobs,
+                                       top_logprobs=top_logprobs, constraint=constraint)
+    except BadOptions as refused:
+        for name, (param, value) in values.items():
+            try:
+                GenerationOptions.parse(**{name: value})
+            except BadOptions as err:
+                raise bad(param, f"Invalid `{param}`: {err}") from None
+        raise refused
 
 
 def whole_number(param: str, value: Any, low: int, high: int) -> int:
