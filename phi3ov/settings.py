@@ -90,6 +90,56 @@ def setting(default: Any = None, help: str = "", *, factory: Callable[[], Any] |
     return field(default=default, metadata=meta)
 
 
+ENGINES = ("batched", "single")  # --engine
+
+
+def parse_models(text: str | list[str] | tuple) -> tuple[str, ...]:
+    """--models a,b or --models a --models b: names or folders."""
+    items = [text] if isinstance(text, str) else list(text)
+    return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
+
+
+def parse_ov_config(text: str | list[str] | tuple) -> tuple[tuple[str, str], ...]:
+    """OpenVINO properties from `KEY=VALUE` items (a list, or one string separated by commas)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BadOptions(f"--ov-config takes KEY=VALUE, got {item!r}.",
+                             "For example --ov-config INFERENCE_PRECISION_HINT=f32.")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise BadOptions("--auth takes USER:PASSWORD, for example --auth alice:s3cret.")
+    return user, password
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
+
+
+def parse_origins(values: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Origins from `--cors-origin` items (each may be a comma-separated list) or PHI3OV_CORS_ORIGIN."""
+    items = [values] if isinstance(values, str) else list(values)
+    origins: list[str] = []
+    for item in items:
+        for origin in item.split(","):
+            origin = origin.strip().rstrip("/")
+            if not origin:
+                continue
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise BadOptions(f"--cors-origin takes origins like https://app.example.com or http://localhost:3000 "
+                                 f"(scheme://host[:port], no path), got {origin!r}.",
+                                 "Repeat the flag, or separate origins with commas; `*` allows any origin.")
+            if origin not in origins:
+                origins.append(origin)
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything `app.py` / `phi3ov serve` needs; from flags, PHI3OV_* variables or the defaults here."""
@@ -103,7 +153,7 @@ class ServerSettings:
     inbrowser: bool = setting(False, "Open the chat in the web browser once it is ready (make run does).",
                               kind=bool, flag="--open", env=None)
     auth: tuple[str, str] | None = setting(None, "USER:PASSWORD required to open the UI (recommended with --share).",
-                                           parse=lambda text: parse_auth(text), metavar="USER:PASSWORD")
+                                           parse=parse_auth, metavar="USER:PASSWORD")
     api_key: str | None = setting(None, "Key that API clients must send as a Bearer token.")
     allow_no_api_key: bool = setting(False, "Serve the API without a key even when listening beyond loopback.",
                                      kind=bool)
@@ -114,10 +164,10 @@ class ServerSettings:
     system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "The chat's system prompt.", flag=None)
     remote_api_key: str | None = setting(None, "With --backend openai: the key that server wants.")
     engine: str = setting("batched", "batched: many replies at once from one ContinuousBatchingPipeline (default); "
-                          "single: one LLMPipeline, one reply at a time.", choices=("batched", "single"))
+                          "single: one LLMPipeline, one reply at a time.", choices=ENGINES)
     ov_config: tuple[tuple[str, str], ...] = setting(
         (), "An OpenVINO property for the pipeline, e.g. INFERENCE_PRECISION_HINT=f32; repeatable (the variable: "
-        "comma-separated).", parse=lambda value: parse_ov_config(value), repeat=True, metavar="KEY=VALUE")
+        "comma-separated).", parse=parse_ov_config, repeat=True, metavar="KEY=VALUE")
     prompt_lookup: bool = setting(False, "Prompt-lookup decoding: propose tokens copied from the chat and check them "
                                   "in one step; much faster for replies that repeat the input (editing code, "
                                   "summaries).", kind=bool)
@@ -147,7 +197,7 @@ class ServerSettings:
                                          unit="tokens")
     cors_origins: tuple[str, ...] = setting((), "Let web pages from this origin (e.g. https://app.example.com) call "
                                             "the API from a browser; repeatable or comma-separated. Default: no "
-                                            "cross-origin access.", parse=lambda value: parse_origins(value),
+                                            "cross-origin access.", parse=parse_origins,
                                             flag="--cors-origin", env=("PHI3OV_CORS_ORIGIN",), repeat=True,
                                             metavar="ORIGIN")
     log_prompts: bool = setting(False, "Log each request's messages (one INFO line, JSON). Default: logs never "
@@ -156,7 +206,7 @@ class ServerSettings:
                               kind=Path, flag=None, env=None)
     models_dir: Path | None = setting(None, "More model folders for the model menu.", kind=Path)
     models: tuple[str, ...] = setting((), "The model menu lists only these names or folders (comma-separated or "
-                                      "repeated; default: every model found).", parse=lambda value: parse_models(value),
+                                      "repeated; default: every model found).", parse=parse_models,
                                       repeat=True)
 
     @classmethod
@@ -217,53 +267,3 @@ def from_args(args: argparse.Namespace) -> ServerSettings:
         if value is not None:
             overrides[name] = how.parse(value) if how.parse is not None else value
     return ServerSettings.from_env(**overrides)
-
-
-ENGINES = ("batched", "single")  # --engine
-
-
-def parse_models(text: str | list[str] | tuple) -> tuple[str, ...]:
-    """--models a,b or --models a --models b: names or folders."""
-    items = [text] if isinstance(text, str) else list(text)
-    return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
-
-
-def parse_ov_config(text: str | list[str] | tuple) -> tuple[tuple[str, str], ...]:
-    """OpenVINO properties from `KEY=VALUE` items (a list, or one string separated by commas)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out = []
-    for item in items:
-        key, sep, value = item.strip().partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise BadOptions(f"--ov-config takes KEY=VALUE, got {item!r}.",
-                             "For example --ov-config INFERENCE_PRECISION_HINT=f32.")
-        out.append((key.strip(), value.strip()))
-    return tuple(out)
-
-
-def parse_auth(text: str) -> tuple[str, str]:
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise BadOptions("--auth takes USER:PASSWORD, for example --auth alice:s3cret.")
-    return user, password
-
-
-_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
-
-
-def parse_origins(values: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Origins from `--cors-origin` items (each may be a comma-separated list) or PHI3OV_CORS_ORIGIN."""
-    items = [values] if isinstance(values, str) else list(values)
-    origins: list[str] = []
-    for item in items:
-        for origin in item.split(","):
-            origin = origin.strip().rstrip("/")
-            if not origin:
-                continue
-            if origin != "*" and not _ORIGIN.match(origin):
-                raise BadOptions(f"--cors-origin takes origins like https://app.example.com or http://localhost:3000 "
-                                 f"(scheme://host[:port], no path), got {origin!r}.",
-                                 "Repeat the flag, or separate origins with commas; `*` allows any origin.")
-            if origin not in origins:
-                origins.append(origin)
-    return tuple(origins)

@@ -33,7 +33,7 @@ from ..errors import EngineNotReady, GenerationFailed
 from ..models import ModelRef, read_info
 from ..options import GenerationOptions
 from .base import Capabilities, Emit, Runner, Stats, decode_speed
-from .genai import OpenVINOEngine, load_failed
+from .genai import OpenVINOEngine, capped_context, load_failed
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class BatchedEngine(OpenVINOEngine):
         props = self._properties(properties, cache_dir, prompt_lookup)
         scheduler = ov_genai.SchedulerConfig()
         # Blocks are allocated as requests need them, up to this many (see kv_cache_blocks).
-        context = min(read_info(model.path).context_length, context_length or 10**9)  # sized from the capped context
+        context = capped_context(read_info(model.path).context_length, context_length)  # the KV cache for the cap
         scheduler.num_kv_blocks = kv_cache_blocks(model.path, max_num_seqs, context, kv_cache_gb)
         scheduler.cache_size = 0
         scheduler.max_num_seqs = max_num_seqs
@@ -134,7 +134,6 @@ class BatchedEngine(OpenVINOEngine):
         # Deterministic mode: no prefix cache (a cached prompt's last token is computed another way) and one
         # reply in the pipeline at a time (a batch of several rounds differently from one alone).
         scheduler.enable_prefix_caching = not deterministic
-        self.deterministic = deterministic
         self.scheduler_config = scheduler
         self.capabilities = Capabilities(max_concurrency=max_num_seqs, can_continue=True, can_tokenize=True,
                                          deterministic=deterministic)
@@ -239,7 +238,7 @@ class BatchedEngine(OpenVINOEngine):
     def _admissible(self) -> list[_Request]:
         """The waiting requests to add now (under self._cond): all of them, or in deterministic mode one, and
         only once the pipeline is empty, so every reply is computed alone."""
-        if not self.deterministic:
+        if not self.capabilities.deterministic:
             new, self._pending = self._pending, []
             return new
         while self._pending and self._pending[0].stop.is_set():  # stopped while waiting: never started

@@ -82,6 +82,11 @@ _pipelines: dict[tuple, Any] = {}
 _pipelines_lock = threading.Lock()
 
 
+def capped_context(model_context: int, cap: int | None) -> int:
+    """The context served: the model's own, capped by --context-length (never raised by it)."""
+    return min(model_context, cap or model_context)
+
+
 def load_failed(folder: Path, device: str, err: Exception) -> ModelNotServable:
     """The error to raise when OpenVINO GenAI cannot load a model folder."""
     return ModelNotServable(f"OpenVINO GenAI could not load {folder} on {device}: {reason(err)}",
@@ -142,7 +147,7 @@ class OpenVINOEngine(Engine):
         self.name = model.name
         self.device = check_device(device)
         self.info = read_info(model.path)
-        self.context_length = min(self.info.context_length, context_length or self.info.context_length)
+        self.context_length = capped_context(self.info.context_length, context_length)
         self.pipeline = make_pipeline(self.device)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.special_tokens = SpecialTokens.from_tokenizer(self.tokenizer)
@@ -243,9 +248,8 @@ class OpenVINOEngine(Engine):
         self.check_options(options)
         so_far = self.count_text(cut["content"])
         if options.constraint is not None:
-            options = replace(options, max_new_tokens=min(so_far + options.max_new_tokens, self.context_length // 2))
-            reply = self.chat(before, options)
-            return reply
+            return self.chat(before, replace(options, max_new_tokens=min(so_far + options.max_new_tokens,
+                                                                          self.context_length // 2)))
         room = max(self.context_length - so_far - 1, 1)
         options = replace(options, max_new_tokens=min(options.max_new_tokens, room))
         fitted = fit(before, lambda kept: self.count_tokens(kept) + so_far, self.context_length,

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class SwitchableEngine(Engine):
     """An Engine that serves through the current one, which `switch()` replaces; what the server set on it
-    (reply timeout, prompt logging, the context cap) carries over to the next model."""
+    (reply timeout, prompt logging) carries over to the next model, and `make` gives each its context cap."""
 
     def __init__(self, engine: Engine, ref: ModelRef, make: Callable[[ModelRef], Engine],
                  choices: Callable[[tuple[str, Path]], list[Choice]]):
@@ -54,7 +54,6 @@ class SwitchableEngine(Engine):
     @property
     def context_length(self) -> int:  # type: ignore[override]
         return self._engine.context_length
-
 
     @property
     def request_timeout_s(self) -> float | None:  # type: ignore[override]

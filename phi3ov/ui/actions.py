@@ -30,7 +30,7 @@ from ..structured import ANY_JSON_OBJECT
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .page import header_html
 from .store import Chat, Store, new_chat, title_of
-from .turns import continued_options, cut_at_length, remove, shown, take_last_turn
+from .turns import continued_options, cut_at_length, remove, restore, shown, take_last_turn
 
 SAVE_EVERY_S = 1.0  # a reply in flight is written to the browser this often at most
 SAVE_CHARS_PER_S = 200_000  # and at most about this much of the list a second
@@ -223,8 +223,7 @@ class Actions:
                 yield out
         except gr.Error:
             if cut and len(bot["content"]) < len(cut["content"]):  # a JSON written again fell short: keep the cut one
-                bot.clear()
-                bot.update(cut)
+                restore(bot, cut)
             bot.pop("interrupted", None)  # what was written stays, as a finished (failed) reply
             sess.variants, sess.cut = [], None
             yield {c.chatbot: shown(chat), **self.saved(sess)}
@@ -232,8 +231,7 @@ class Actions:
         bot.pop("interrupted", None)
         if cut and (sess.discard or len(bot["content"]) < len(cut["content"])):
             # Discarded, or a JSON reply written again stopped short of the cut one: the cut reply stays as it was.
-            bot.clear()
-            bot.update(cut)
+            restore(bot, cut)
             sess.discard, status = False, ""
         elif sess.discard:
             remove(chat["messages"], bot)

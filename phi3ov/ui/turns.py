@@ -64,3 +64,9 @@ def remove(messages: list[dict], message: dict) -> None:
         if m is message:
             del messages[i]
             return
+
+
+def restore(message: dict, saved: dict) -> None:
+    """Put a message back as it was saved (in place: the chat holds this very dict)."""
+    message.clear()
+    message.update(saved)
