@@ -1,7 +1,8 @@
 """Chat messages in, model input out.
 
 One way in for every caller: `normalize` flattens Gradio / OpenAI messages (content may be a
-string or a list of `{"type": "text", "text": ...}` parts) into plain `{"role", "content"}`
+string or a list of `{"type": "text", "text": ...}` parts, and OpenAI `file` parts, whose
+documents become their extracted text, see phi3ov/documents/) into plain `{"role", "content"}`
 dicts; `fit` drops the oldest turns until the prompt plus the reply budget fits the context,
 always keeping the system prompt and the newest message. The model's own chat template does
 all formatting (see phi3ov/engine/genai.py); nothing here writes a prompt format by hand.
@@ -13,14 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadInput, ContextOverflow
+from .errors import BadDocument, BadInput, ContextOverflow
 
 ROLES = ("system", "user", "assistant")
 Message = dict[str, Any]  # role and content (text); an assistant's tool_calls, a tool result's tool_call_id
 
 
 def text_of(content: Any) -> str:
-    """The text of one message's content: a string, a text part, or a list of text parts."""
+    """The text of one message's content: a string, a text part, or a list of text and `file` parts (each document's
+    text comes first, then the message's text)."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -28,20 +30,55 @@ def text_of(content: Any) -> str:
     if isinstance(content, Mapping):
         content = [content]
     if isinstance(content, (list, tuple)):
-        texts = []
+        texts, files = [], []
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
             elif isinstance(part, Mapping) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
+            elif isinstance(part, Mapping) and part.get("type") == "file":
+                files.append(file_text(part.get("file")))
             else:
                 kind = part.get("type", "unknown") if isinstance(part, Mapping) else type(part).__name__
                 raise BadInput(
                     f"This model reads text only; the message holds a {kind!r} part.",
-                    "Send the message as text.",
+                    "Send the message as text, or documents as `file` parts.",
                 )
+        if files:  # documents first, then the question: the same place in the prompt as the chat puts them
+            return "\n\n".join([*files, "\n".join(texts)]) if texts else "\n\n".join(files)
         return "\n".join(texts)
     raise BadInput(f"Message content must be text, got {type(content).__name__}.", "Send the message as text.")
+
+
+def file_text(file: Any) -> str:
+    """An OpenAI `file` content part ({"filename", "file_data": "data:<type>;base64,..."}) as the text the model
+    reads: the document's extracted text, whole (a conversation that then does not fit is refused by `fit`)."""
+    import base64
+    import binascii
+
+    from .documents.attach import whole_block
+    from .documents.extract import extract
+
+    if not isinstance(file, Mapping):
+        raise BadDocument("A `file` part needs a `file` object with `filename` and `file_data`.")
+    if file.get("file_id") and not file.get("file_data"):
+        raise BadDocument("This server has no files API, so a `file_id` cannot be read.",
+                          "Send the file itself as `file_data` (a data URL: data:<type>;base64,...).")
+    name, data = file.get("filename"), file.get("file_data")
+    if not isinstance(name, str) or not name.strip():
+        raise BadDocument("A `file` part needs its `filename` (its extension says how to read it, e.g. report.pdf).")
+    if not isinstance(data, str) or not data:
+        raise BadDocument(f"The `file` part “{name}” has no `file_data`.",
+                          "Send the file as a data URL: data:<type>;base64,...")
+    head, comma, body = data.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        head, body = "", data  # bare base64, as some clients send it
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadDocument(f"The `file_data` of “{name}” is not base64.",
+                          "Send it as a data URL: data:<type>;base64,<the file's bytes in base64>.") from None
+    return whole_block(extract(name, raw))
 
 
 def normalize(messages: Iterable[Mapping[str, Any]], tools: bool = False) -> list[Message]:

@@ -40,6 +40,12 @@ class BadInput(Phi3ovError):
     code = "invalid_request_error"
 
 
+class BadDocument(BadInput):
+    """An attached file that cannot be read: not a kind we read, too big, encrypted, corrupt, or with no text."""
+
+    code = "invalid_file"
+
+
 class ContextOverflow(Phi3ovError):
     """The newest message (with the system prompt and the reply budget) does not fit."""
 
