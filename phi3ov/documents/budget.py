@@ -36,7 +36,7 @@ def fill(ranked: Iterable[Passage], count: Callable[[str], int], budget: int) ->
     chosen: list[Passage] = []
     used = 0
     for passage in ranked:
-        if budget - used < 2 * LABEL_TOKENS:
+        if budget - used <= LABEL_TOKENS:  # not even a label fits any more
             break
         cost = count(passage.text) + LABEL_TOKENS
         if used + cost <= budget:
