@@ -184,6 +184,9 @@ class ServerSettings:
                              "past that a 429 with Retry-After.", kind=int, minimum=0)
     max_body_mb: float = setting(4.0, "Largest API request body in MB (default 4; 413 beyond).", kind=float,
                                  minimum=0, above_minimum=True, maximum=1024)
+    max_upload_mb: float = setting(20.0, "Largest file attached in the chat, in MB (default 20); a larger one is "
+                                   "refused with a message, the chat unchanged.", kind=float, minimum=0,
+                                   above_minimum=True, maximum=1024)
     max_messages: int = setting(512, "Most messages in one request or chat (default 512).", kind=int, minimum=1)
     max_message_chars: int = setting(100_000, "Most characters in one message (default 100000).", kind=int, minimum=1)
     max_batched_tokens: int = setting(1024, "Tokens processed in one continuous-batching step (default 1024; longer "

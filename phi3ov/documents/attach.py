@@ -79,18 +79,32 @@ def source(passage: Passage, paged: bool) -> dict[str, Any]:
 
 
 def attach(documents: Sequence[Document], question: str, room: int, count: Count) -> Attachment:
-    """Documents just attached to the message `question`, given `room` tokens of the prompt (budget.room)."""
-    tokens = [count(d.text) for d in documents]
-    if budgets.whole_fits(tokens, room):
-        blocks = [whole_block(d) for d in documents]
-        sources = [{"file": d.name, "whole": True, "pages": len(d.pages) if d.paged else None} for d in documents]
-        chips = [chip(d, n, True, ()) for d, n in zip(documents, tokens, strict=True)]
-        return Attachment("\n\n".join(blocks), chips, sources)
-    passages = {d.name: split(d) for d in documents}
-    chosen = budgets.fill((p for p, _ in rank([p for ps in passages.values() for p in ps], question)), count, room)
-    chips = [chip(d, n, False, passages[d.name]) for d, n in zip(documents, tokens, strict=True)]
-    return Attachment(passage_blocks(documents, passages, chosen, "Attached"), chips,
-                      [source(p, paged(documents, p.file)) for p in chosen])
+    """Documents just attached to the message `question`, given `room` tokens of the prompt (budget.room).
+
+    All of them whole when they fit; otherwise the smallest go whole while they take at most half the room, and
+    the others give the passages that fill what is left."""
+    tokens = {d.name: count(d.text) for d in documents}
+    whole: list[Document] = []
+    if budgets.whole_fits(list(tokens.values()), room):
+        whole = list(documents)
+    else:
+        for d in sorted(documents, key=lambda d: tokens[d.name]):
+            if budgets.whole_fits([tokens[w.name] for w in [*whole, d]], room // 2):
+                whole.append(d)
+    names = {d.name for d in whole}
+    rest = [d for d in documents if d.name not in names]
+    left = room - sum(tokens[d.name] + budgets.LABEL_TOKENS for d in whole)
+    passages = {d.name: split(d) for d in rest}
+    ranked = rank([p for ps in passages.values() for p in ps], question)
+    relevant = [p for p, score in ranked if score > 0] or [p for p, _ in ranked]  # none shares a word: in order
+    chosen = budgets.fill(relevant, count, left) if rest else []
+    blocks = [whole_block(d) for d in documents if d.name in names]
+    if rest:
+        blocks.append(passage_blocks(rest, passages, chosen, "Attached"))
+    sources = [{"file": d.name, "whole": True, "pages": len(d.pages) if d.paged else None} for d in whole]
+    sources += [source(p, paged(rest, p.file)) for p in chosen]
+    chips = [chip(d, tokens[d.name], d.name in names, passages.get(d.name, ())) for d in documents]
+    return Attachment("\n\n".join(blocks), chips, sources)
 
 
 def paged(documents: Iterable[Any], name: str) -> bool:

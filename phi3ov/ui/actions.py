@@ -27,6 +27,7 @@ from ..errors import Phi3ovError
 from ..options import BOUNDS, GenerationOptions
 from ..settings import ServerSettings
 from ..structured import ANY_JSON_OBJECT
+from .attachments import prepare, prompt_messages, typed, without_chips
 from .chat import Session, as_gradio_error, busy_status, generation_record, options_from, stream_reply
 from .page import header_html
 from .store import Chat, Store, new_chat, title_of
@@ -149,30 +150,39 @@ class Actions:
                                                    as_json=data[c.as_json], schema=data[c.schema])
 
     def check_message(self, data: dict) -> None:
-        """Refuse a message that cannot be sent (busy, too long). No outputs, so nothing is lost."""
-        text, sess = data[self.c.textbox], data[self.c.session]
+        """Refuse a message that cannot be sent (busy, too long, a file that cannot be read). No outputs, so
+        nothing is lost: the chat, the typed text and the attached files stay as they are."""
+        (text, files), sess = typed(data[self.c.textbox]), data[self.c.session]
         self.refuse_while_busy(sess, "send again")
-        if (text or "").strip():
+        sess.attached = None
+        if files and not text.strip():
+            raise gr.Error("Type a question about the attached file, then send it with the file.",
+                           title="No question", print_exception=False)
+        if text.strip():
             try:
                 system, options = self.read_settings(data)
-                messages = conversation.build(system, sess.chat["messages"], text)
-                conversation.check_size(messages, self.settings.max_messages, self.settings.max_message_chars)
+                typed_only = conversation.build(system, sess.chat["messages"], text)
+                conversation.check_size(typed_only, self.settings.max_messages, self.settings.max_message_chars)
                 self.engine.check_options(options)  # e.g. a JSON schema the grammar compiler rejects
+                attached, messages = prepare(self.engine, system, sess.chat["messages"], text, files, options,
+                                             self.settings.max_upload_mb)
                 sess.checked = (messages, options, self.engine.prepare(messages, options))  # respond reuses it
+                sess.attached = attached
             except Phi3ovError as err:
                 raise as_gradio_error(err) from None
 
     def accept(self, data: dict) -> dict:
         """Show the message at once and keep it (an empty one is refused with a hint)."""
-        text, sess = data[self.c.textbox], data[self.c.session]
-        if not (text or "").strip():
+        (text, _files), sess = typed(data[self.c.textbox]), data[self.c.session]
+        if not text.strip():
             gr.Warning("Type a message first.")
             return {}
         chat = sess.chat
         if chat["messages"]:
             chat["messages"][-1].pop("variants", None)  # the reply now answered stays as it is shown
             chat["messages"][-1].pop("variant", None)
-        chat["messages"].append({"role": "user", "content": text})
+        attached, sess.attached = sess.attached or {}, None  # what check_message read of its files
+        chat["messages"].append({"role": "user", "content": text, **attached})
         system, options = self.read_settings(data)  # checked by check_message just before
         chat["title"] = chat["title"] or title_of(text)
         chat["system_prompt"] = system or ""
@@ -207,7 +217,7 @@ class Actions:
             bot = {"role": "assistant", "content": "", "interrupted": True}
         saved_at, status, reply = time.monotonic(), "", None
         try:
-            messages = conversation.build(system, chat["messages"])
+            messages = conversation.build(system, prompt_messages(chat["messages"]))
             checked, sess.checked = sess.checked, None
             fitted = checked[2] if checked and not cut and checked[:2] == (messages, options) else None
             for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
@@ -308,13 +318,14 @@ class Actions:
         """A user message edited in place: the turns after it go, and it is answered again."""
         messages = sess.chat["messages"]
         index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        text = evt.value if isinstance(evt.value, str) else conversation.text_of(evt.value)
+        text = without_chips(evt.value if isinstance(evt.value, str) else conversation.text_of(evt.value))
         if sess.busy or not isinstance(index, int) or not 0 <= index < len(messages) \
                 or messages[index]["role"] != "user" or not text.strip():
             gr.Warning("Press Stop first." if sess.busy else "Only a message you wrote can be edited, and not to empty.")
             return self.view(sess)  # the Chatbot shows the conversation as it was
+        attached = {k: messages[index][k] for k in ("context", "documents", "sources") if k in messages[index]}
         del messages[index:]
-        messages.append({"role": "user", "content": text})
+        messages.append({"role": "user", "content": text, **attached})  # its files stay with it
         sess.variants = []
         return self.answer(sess, text)
 

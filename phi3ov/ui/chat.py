@@ -33,6 +33,7 @@ class Session:
         self.reply: Reply | None = None
         self.pending: str | None = None  # the message accepted, its reply not started yet
         self.checked: tuple[list, GenerationOptions, Any] | None = None  # what check_message fitted, for the reply
+        self.attached: dict[str, Any] | None = None  # what check_message read of the message's files, for accept
         self.discard = False  # "Stop and discard" was pressed for the reply in flight
         self.cut: dict[str, Any] | None = None  # Continue: the cut reply as it was, until its continuation ends
         self.variants: list[dict[str, Any]] = []  # earlier replies to the message being answered again

@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from .. import conversation
+from .. import conversation, documents
 from ..engine import Engine
 from ..errors import Phi3ovError
 from ..options import BOUNDS, EXAMPLES, SEED_MAX
@@ -69,9 +69,11 @@ def build_ui(engine: Engine, settings: ServerSettings | None = None, metrics: An
             c.newer = gr.Button(t("newer_reply"), size="sm", scale=0, min_width=36, elem_id="newer-reply")
         c.status = gr.Markdown("", elem_id="status")
         with gr.Row(equal_height=True, elem_id="composer"):
-            c.textbox = gr.Textbox(
+            # The paperclip and drag-and-drop attach files; their chips show in the box until it is sent.
+            c.textbox = gr.MultimodalTextbox(
                 placeholder=t("placeholder"), show_label=False, lines=1, max_lines=8, scale=6,
-                autofocus=True, elem_id="message", container=False,
+                autofocus=True, elem_id="message", container=False, sources=["upload"], file_count="multiple",
+                file_types=list(documents.KINDS), submit_btn=False,
             )
             c.send = gr.Button(t("send"), variant="primary", scale=0, min_width=84, elem_id="send")
             c.stop = gr.Button(t("stop"), variant="stop", scale=0, min_width=84, elem_id="stop", visible=False)

@@ -10,6 +10,7 @@ A conversation:
     {"id", "title", "created", "updated", "system_prompt", "settings": {...},
      "messages": [{"role": "user" | "assistant", "content": str,
                    "interrupted": bool,        # the page went away while this reply streamed
+                   "context", "documents", "sources": ...,  # a user message's files (ui/attachments.py)
                    "generation": {...},        # seed, options and figures (for Save chat)
                    "variants": [{"content", "generation"}], "variant": int}]}   # Regenerate keeps these
 """
@@ -69,12 +70,36 @@ def _message(raw: Any) -> dict[str, Any] | None:
         msg["interrupted"] = True
     if isinstance(raw.get("generation"), dict):
         msg["generation"] = raw["generation"]
+    if raw["role"] == "user":
+        msg.update(_attached(raw))
     variants = raw.get("variants")
     if (isinstance(variants, list) and len(variants) > 1
             and all(isinstance(v, dict) and isinstance(v.get("content"), str) for v in variants)
             and isinstance(raw.get("variant"), int) and 0 <= raw["variant"] < len(variants)):
         msg["variants"], msg["variant"] = variants, raw["variant"]
     return msg
+
+
+def _attached(raw: dict) -> dict[str, Any]:
+    """A user message's documents as the browser sent them back: well-formed entries only (see ui/attachments.py)."""
+    out: dict[str, Any] = {}
+    if isinstance(raw.get("context"), str) and raw["context"]:
+        out["context"] = raw["context"]
+    docs = [d for d in raw.get("documents") or [] if isinstance(d, dict) and isinstance(d.get("name"), str)
+            and isinstance(d.get("tokens"), int) and (d.get("pages") is None or isinstance(d.get("pages"), int))]
+    for d in docs:
+        passages = d.get("passages")
+        if passages is not None and not (isinstance(passages, list) and all(
+                isinstance(p, list) and len(p) == 3 and isinstance(p[0], int) and isinstance(p[1], int)
+                and isinstance(p[2], str) for p in passages)):
+            d.pop("passages")
+    if docs:
+        out["documents"] = docs
+    found = [x for x in raw.get("sources") or [] if isinstance(x, dict) and isinstance(x.get("file"), str)
+             and (x.get("whole") is True or (isinstance(x.get("passage"), int) and isinstance(x.get("text"), str)))]
+    if found:
+        out["sources"] = found
+    return out
 
 
 def _chat(raw: Any) -> Chat | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..options import GenerationOptions
 from ..structured import Constraint
+from .attachments import chips, sources
 from .markup import as_text_markup
 from .store import Chat
 
@@ -26,14 +27,18 @@ def constrained(message: dict) -> bool:
 
 
 def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
-    """The Chatbot's value for a conversation."""
-    out = []
+    """The Chatbot's value for a conversation: a message with files shows their chips, a reply to it its Sources."""
+    out, asked = [], None
     for m in chat["messages"]:
         text = as_text_markup(m["content"])
+        if m["role"] == "user":
+            text, asked = chips(m) + text, m
         if m.get("interrupted") and m is not in_flight:
             text += INTERRUPTED
         elif cut_at_length(m) and m is not in_flight:
             text += CUT_JSON if constrained(m) else CUT
+        if m["role"] == "assistant" and m is not in_flight:
+            text += sources(asked)
         out.append({"role": m["role"], "content": text})
     return out
 

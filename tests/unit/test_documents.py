@@ -146,6 +146,18 @@ def test_a_document_too_long_is_retrieved_and_the_prompt_names_the_passages():
     assert len(chip["passages"]) == len(split(doc))  # kept for follow-ups
 
 
+def test_a_small_document_goes_whole_beside_a_long_one_retrieved():
+    notes = extract("notes.txt", b"Ada was born in 1815.")
+    minutes = extract("minutes.pdf", long_pdf(pages=12, fact_page=10))
+    got = attach([notes, minutes], "What is the secret launch code of the lighthouse?", room=300, count=words)
+    assert [(d["name"], d["whole"]) for d in got.documents] == [("notes.txt", True), ("minutes.pdf", False)]
+    assert got.sources[0] == {"file": "notes.txt", "whole": True, "pages": None}
+    retrieved = got.sources[1:]
+    assert retrieved and all(s["file"] == "minutes.pdf" for s in retrieved)
+    assert any(s["page"] == 10 and "7719" in s["text"] for s in retrieved)
+    assert all({"secret", "launch", "code", "lighthouse"} & set(s["text"].lower().split()) for s in retrieved)
+
+
 def test_a_follow_up_gets_new_passages_and_never_changes_older_ones():
     doc = extract("minutes.pdf", long_pdf(pages=12, fact_page=10))
     first = attach([doc], "Who met to discuss the budget?", room=200, count=words)
