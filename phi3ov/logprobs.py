@@ -22,6 +22,8 @@ from typing import Any
 
 from .detokenizer import Detokenizer
 
+PROMPT_CHUNK = 128  # prompt rows log-softmaxed at a time (50 MB of float64 at a 49k vocabulary)
+
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -29,11 +31,33 @@ class TokenLogprob:
     bytes: list[int]
     logprob: float
     top: tuple[TokenLogprob, ...] = ()
+    token_id: int = -1
 
     def openai(self) -> dict[str, Any]:
         """Chat completions' shape: token, logprob, bytes, top_logprobs."""
         return {"token": self.token, "logprob": self.logprob, "bytes": self.bytes,
                 "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in self.top]}
+
+
+@dataclass(frozen=True)
+class PromptToken:
+    """One token of a prompt, scored: its log probability given the tokens before it (None for the first one,
+    which nothing comes before), its rank there (1: the likeliest token) and the `top` likeliest tokens."""
+
+    token_id: int
+    token: str
+    logprob: float | None
+    rank: int | None
+    top: tuple[TokenLogprob, ...] = ()
+
+    def vllm(self) -> dict[str, dict[str, Any]] | None:
+        """vLLM's `prompt_logprobs` entry: token id -> logprob, rank and text, for this token and the top ones."""
+        if self.logprob is None:
+            return None
+        entry = {str(self.token_id): {"logprob": self.logprob, "rank": self.rank, "decoded_token": self.token}}
+        for rank, alt in enumerate(self.top, 1):
+            entry.setdefault(str(alt.token_id), {"logprob": alt.logprob, "rank": rank, "decoded_token": alt.token})
+        return entry
 
 
 @dataclass
@@ -88,7 +112,7 @@ class TokenBytes:
             return "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
 
     def entry(self, token_id: int, logprob: float, top: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:
-        return TokenLogprob(self.text_of(token_id), list(self.bytes_of(token_id)), logprob, top)
+        return TokenLogprob(self.text_of(token_id), list(self.bytes_of(token_id)), logprob, top, token_id)
 
 
 class Scorer:
@@ -112,18 +136,58 @@ class Scorer:
             return self._compiled
 
     def session(self, prompt_ids: list[int]) -> ScoringSession:
-        return ScoringSession(self, self._model().create_infer_request(), prompt_ids)
+        session = ScoringSession(self, self._model().create_infer_request())
+        session.logits = session.feed(list(prompt_ids))[-1]
+        return session
+
+    def prompt(self, ids: list[int], top: int, chunk: int = PROMPT_CHUNK) -> list[PromptToken]:
+        """Every prompt token's log probability given the ones before it, from one pass over the whole prompt
+        (the logits of a prompt read in pieces round differently in bf16); the log-softmax is then taken
+        `chunk` rows at a time, so only the model's own logits tensor is held whole."""
+        session = ScoringSession(self, self._model().create_infer_request())
+        logits = session.feed(list(ids), as_float64=False)
+        scored = [PromptToken(ids[0], self.tokens.text_of(ids[0]), None, None)]
+        for start in range(0, len(ids) - 1, chunk):
+            end = min(start + chunk, len(ids) - 1)  # the last row predicts past the prompt
+            scored += self._scored(logits[start:end].astype("float64"), ids[start + 1:end + 1], top)
+        return scored
+
+    def _scored(self, rows: Any, targets: list[int], top: int) -> list[PromptToken]:
+        """log_softmax of each row, read at its target token, with the target's rank and the top tokens."""
+        import numpy as np
+
+        if not targets:
+            return []
+        shifted = rows - rows.max(axis=1, keepdims=True)
+        logprobs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        at = np.arange(len(targets))
+        chosen = logprobs[at, targets]
+        ranks = (logprobs > chosen[:, None]).sum(axis=1) + 1
+        best = None
+        if top:
+            best = np.argpartition(-logprobs, top - 1, axis=1)[:, :top]
+            order = np.argsort(-np.take_along_axis(logprobs, best, axis=1), axis=1, kind="stable")
+            best = np.take_along_axis(best, order, axis=1)
+        out = []
+        for i, token_id in enumerate(targets):
+            alternatives = () if best is None else tuple(
+                self.tokens.entry(int(j), float(logprobs[i, j])) for j in best[i])
+            out.append(PromptToken(int(token_id), self.tokens.text_of(int(token_id)), float(chosen[i]),
+                                   int(ranks[i]), alternatives))
+        return out
 
 
 class ScoringSession:
     """One reply's scoring: feed the prompt once, then score and feed each generated token in order."""
 
-    def __init__(self, scorer: Scorer, request: Any, prompt_ids: list[int]):
+    def __init__(self, scorer: Scorer, request: Any):
         self.scorer, self.request, self.position = scorer, request, 0
         self.request.reset_state()
-        self.logits = self._feed(list(prompt_ids))
+        self.logits: Any = None
 
-    def _feed(self, ids: list[int]) -> Any:
+    def feed(self, ids: list[int], as_float64: bool = True) -> Any:
+        """Read these tokens after the ones fed so far; the logits at each of their positions (float64 rows,
+        or the request's own float32 tensor)."""
         import numpy as np
 
         n = len(ids)
@@ -136,7 +200,8 @@ class ScoringSession:
             inputs["beam_idx"] = np.zeros(1, dtype=np.int32)
         self.request.infer(inputs)
         self.position += n
-        return self.request.get_tensor("logits").data[0, -1].astype(np.float64)
+        rows = self.request.get_tensor("logits").data[0]
+        return rows.astype(np.float64) if as_float64 else rows
 
     def score(self, ids: list[int], top: int) -> list[TokenLogprob]:
         """The log probability of each of these generated tokens (and the `top` most likely), then feed them."""
@@ -152,7 +217,7 @@ class ScoringSession:
                 best = best[np.argsort(-logprobs[best], kind="stable")]
                 alternatives = tuple(self.scorer.tokens.entry(int(i), float(logprobs[i])) for i in best)
             entries.append(self.scorer.tokens.entry(int(token_id), float(logprobs[token_id]), alternatives))
-            self.logits = self._feed([int(token_id)])
+            self.logits = self.feed([int(token_id)])[-1]
         return entries
 
 

@@ -87,6 +87,7 @@ class GenerationOptions:
     frequency_penalty: float = 0.0
     logprobs: bool = False  # report each generated token's log probability (the model's own log-softmax)
     top_logprobs: int = 0  # ... with this many most likely tokens at each position
+    prompt_logprobs: int | None = None  # score the prompt too: each token's log probability, with this many others
     constraint: Constraint | None = None  # structured output: the reply follows this JSON schema, regex or grammar
     tools: tuple[dict, ...] = ()  # tool definitions (OpenAI's shape) given to the chat template; calls are read back
 

@@ -38,6 +38,7 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: Any = None
     top_logprobs: Any = None
     response_format: Any = None
+    prompt_logprobs: Any = None  # vLLM's: the prompt's tokens scored, at the response's top level
 
 
 def parse_chat(req: ChatCompletionRequest, engine: Engine, settings: ServerSettings
@@ -62,7 +63,8 @@ def parse_chat(req: ChatCompletionRequest, engine: Engine, settings: ServerSetti
                   'send one of them, or use `tool_choice: "auto"`.')
     options = parse_options(req, max_tokens=max_tokens, logprobs=bool(req.logprobs), top_logprobs=top,
                             constraint=tool_constraint or constraint)
-    options = dataclasses.replace(options, tools=tools)
+    scored = None if req.prompt_logprobs is None else whole_number("prompt_logprobs", req.prompt_logprobs, 0, 20)
+    options = dataclasses.replace(options, tools=tools, prompt_logprobs=scored)
     if tool_constraint is not None:
         try:
             engine.check_options(options)
@@ -115,7 +117,15 @@ def chat_response(reply: Reply, model: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "logprobs": logprobs_of(reply, reply.logprobs),
                      "finish_reason": finish}],
         "usage": usage([reply]),
+        **prompt_scores(reply),
     }
+
+
+def prompt_scores(reply: Reply) -> dict[str, Any]:
+    """vLLM's `prompt_logprobs` where the request asked for them."""
+    if reply.prompt_logprobs is None:
+        return {}
+    return {"prompt_logprobs": [t.vllm() for t in reply.prompt_logprobs]}
 
 
 class ChatEvents:
@@ -124,14 +134,15 @@ class ChatEvents:
     With tools, the text is read for calls as it comes (tools.ToolCallReader): text as `content` deltas, each
     call as `tool_calls` deltas (its index, id and name, then its arguments)."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, reply: Reply):
         self.base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
                      "created": int(time.time()), "model": model}
         self.reader: ToolCallReader | None = None
         self.calls = 0
+        self.scores = prompt_scores(reply)
 
     def head(self) -> list[dict[str, Any]]:
-        return [self.chunk({"role": "assistant", "content": ""})]
+        return [{**self.chunk({"role": "assistant", "content": ""}), **self.scores}]
 
     def __call__(self, index: int, reply: Reply, piece: Piece | None) -> list[dict[str, Any]]:
         if reply.options.tools:

@@ -27,7 +27,7 @@ from .completions import (
 from .error_shapes import ApiError
 from .limits import Counters, read_body
 from .replies import complete, stream_events
-from .tokens import DetokenizeRequest, TokenizeRequest, detokenize, tokenize
+from .tokens import DetokenizeRequest, TokenizeRequest, detokenize, tokenize, tokenizer_info
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def add_info_routes(router: APIRouter, api: Api) -> None:
 
 
 def add_generation_routes(router: APIRouter, api: Api) -> None:
-    """/v1/chat/completions, /v1/completions, /tokenize and /detokenize."""
+    """/v1/chat/completions, /v1/completions, /tokenize, /tokenizer_info and /detokenize."""
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -198,7 +198,7 @@ def add_generation_routes(router: APIRouter, api: Api) -> None:
             return api.refused(route, ApiError.from_domain(err, param=param_of(err)))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return api.streamed(route, replies, ChatEvents(eng.name), include_usage)
+            return api.streamed(route, replies, ChatEvents(eng.name, replies[0]), include_usage)
         if failed := await api.waited(route, replies, request):
             return failed
         api.answered(route, None)
@@ -216,14 +216,14 @@ def add_generation_routes(router: APIRouter, api: Api) -> None:
             return api.refused(route, err)
         except Phi3ovError as err:
             return api.refused(route, ApiError.from_domain(err, param=param_of(err, "prompt")))
-        echo = bool(req.echo)
+        echo, scores = bool(req.echo), req.prompt_logprobs is not None
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return api.streamed(route, replies, CompletionEvents(eng.name, prompts, echo), include_usage)
+            return api.streamed(route, replies, CompletionEvents(eng.name, echo, scores), include_usage)
         if failed := await api.waited(route, replies, request):
             return failed
         api.answered(route, None)
-        return completion_response(replies, prompts, echo, eng.name)
+        return completion_response(replies, echo, eng.name, scores)
 
     @router.post("/tokenize")
     async def tokenize_route(request: Request):
@@ -233,6 +233,14 @@ def add_generation_routes(router: APIRouter, api: Api) -> None:
             return api.answered("/tokenize", await run_in_threadpool(tokenize, req, eng, api.settings))
         except ApiError as err:
             return api.refused("/tokenize", err)
+
+    @router.get("/tokenizer_info")
+    async def tokenizer_info_route(request: Request):
+        try:
+            api.check_key(request)
+            return api.answered("/tokenizer_info", tokenizer_info(api.ready()))
+        except ApiError as err:
+            return api.refused("/tokenizer_info", err)
 
     @router.post("/detokenize")
     async def detokenize_route(request: Request):

@@ -1,10 +1,14 @@
-"""POST /tokenize and POST /detokenize, as vLLM offers them, so a client can count tokens before sending.
+"""POST /tokenize, POST /detokenize and GET /tokenizer_info, as vLLM offers them, so a client can count
+tokens before sending, and tokenize remotely (lm-evaluation-harness's `tokenizer_backend=remote`).
 
 /tokenize takes either `messages` (counted exactly as /v1/chat/completions would send them: the model's chat
 template applied, markers typed in the text kept as text) or `prompt` (raw text, read as /v1/completions
 reads it: markers typed in it stay text too, so `<|im_start|>` is several tokens, not the special one).
-It answers `{"count", "max_model_len", "tokens"}`. /detokenize takes `tokens` (ids) and answers
-`{"prompt"}`, special tokens written out.
+`add_special_tokens: true` adds what the tokenizer adds around a text (a BOS token for some models; vLLM's
+default is true, phi3ov's false, as /v1/completions reads a prompt). It answers `{"count", "max_model_len",
+"tokens"}`. /detokenize takes `tokens` (ids) and answers `{"prompt"}`, special tokens written out.
+/tokenizer_info answers the tokenizer's facts: its special tokens (text and id), `model_max_length` (the
+context served) and `chat_template`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class TokenizeRequest(BaseModel):
     model: str | None = None
     prompt: Any = None
     messages: Any = None
+    add_special_tokens: Any = False
 
 
 class DetokenizeRequest(BaseModel):
@@ -59,7 +64,9 @@ def tokenize(req: TokenizeRequest, engine: Engine, settings: ServerSettings) -> 
                 raise bad("prompt", "`prompt` must be a string.")
             if len(req.prompt) > settings.max_message_chars:
                 raise bad("prompt", f"`prompt` may be at most {settings.max_message_chars} characters.")
-            tokens = engine.tokenize(req.prompt)
+            if not isinstance(req.add_special_tokens, bool):
+                raise bad("add_special_tokens", "`add_special_tokens` must be true or false.")
+            tokens = engine.tokenize(req.prompt, add_special_tokens=req.add_special_tokens)
     except Phi3ovError as err:
         raise ApiError.from_domain(err) from None
     return {"count": len(tokens), "max_model_len": engine.context_length, "tokens": tokens}
@@ -76,3 +83,13 @@ def detokenize(req: DetokenizeRequest, engine: Engine) -> dict[str, Any]:
         return {"prompt": engine.detokenize(ids)}
     except Phi3ovError as err:
         raise ApiError.from_domain(err, param="tokens") from None
+
+
+def tokenizer_info(engine: Engine) -> dict[str, Any]:
+    """vLLM's GET /tokenizer_info: what a client needs to tokenize through /tokenize and /detokenize."""
+    try:
+        facts = engine.special_token_texts()
+    except Phi3ovError as err:
+        raise ApiError.from_domain(err) from None
+    return {"tokenizer_class": "openvino_tokenizers", "model": engine.name, "model_max_length": engine.context_length,
+            "chat_template": engine.chat_template, **facts}

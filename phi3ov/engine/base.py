@@ -34,7 +34,7 @@ from ..errors import (
     GenerationFailed,
     Phi3ovError,
 )
-from ..logprobs import Piece
+from ..logprobs import Piece, PromptToken
 from ..options import GenerationOptions
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Reply:
         self._started = False
         self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
         self.prefix = ""  # a continued reply: the text it goes on from (the streamed text comes after it)
+        self.prompt_logprobs: list[PromptToken] | None = None  # each prompt token scored, when options ask for it
 
     @property
     def stopped(self) -> bool:
@@ -244,6 +245,12 @@ class Engine:
         options = self.capped(options or GenerationOptions())
         self.check_options(options)
         fitted = fitted or self.prepare(messages, options)
+        return self._reply(fitted, options)
+
+    def _reply(self, fitted: Fitted, options: GenerationOptions) -> Reply:
+        if options.prompt_logprobs is not None:
+            raise BadOptions(f"Prompt log probabilities are not available with the {type(self).__name__}: "
+                             "the model's weights are elsewhere.", "Leave out `prompt_logprobs` and `echo`.")
         return Reply(self._runner(fitted, options), fitted, options, self.request_timeout_s)
 
     def check_options(self, options: GenerationOptions) -> None:
@@ -255,16 +262,22 @@ class Engine:
         raise BadOptions(f"Continuing a reply is not available with the {type(self).__name__}.",
                          "Regenerate the reply with a larger “max new tokens” instead.")
 
-    def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
-        """A continuation of raw text, no chat template (the legacy completions API)."""
+    def complete(self, prompt: str | list[int], options: GenerationOptions | None = None) -> Reply:
+        """A continuation of raw text (or of token ids, taken as they are), no chat template (the legacy
+        completions API)."""
         raise BadOptions(f"Raw text completion is not available with the {type(self).__name__}.",
                          "Use the chat completions API.")
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
         raise BadOptions(f"Tokenizing is not available with the {type(self).__name__}: its tokenizer is elsewhere.")
 
     def detokenize(self, ids: list[int]) -> str:
         raise BadOptions(f"Detokenizing is not available with the {type(self).__name__}: its tokenizer is elsewhere.")
+
+    def special_token_texts(self) -> dict[str, Any]:
+        """The tokenizer's bos, eos and pad tokens (text and id), for a client that tokenizes remotely."""
+        raise BadOptions(f"Tokenizer facts are not available with the {type(self).__name__}: its tokenizer is "
+                         "elsewhere.")
 
     def count_prompt(self, messages: list[Message]) -> list[int]:
         """The token ids the model reads for these messages (chat template included)."""

@@ -22,7 +22,7 @@ from ..errors import (
     ModelNotServable,
     reason,
 )
-from ..logprobs import ReplyTokens, Scorer
+from ..logprobs import PromptToken, ReplyTokens, Scorer
 from ..models import ModelRef, read_info
 from ..options import SEED_MAX, GenerationOptions
 from ..special_tokens import SpecialTokens
@@ -80,6 +80,10 @@ def default_properties(cache_dir: Path) -> dict[str, str]:
 
 _pipelines: dict[tuple, Any] = {}
 _pipelines_lock = threading.Lock()
+
+
+def _id(token_id: int) -> int | None:
+    return int(token_id) if token_id is not None and token_id >= 0 else None
 
 
 def capped_context(model_context: int, cap: int | None) -> int:
@@ -202,9 +206,11 @@ class OpenVINOEngine(Engine):
     def count_prompt(self, messages: list[Message]) -> list[int]:
         return self._encode(self.prompt(messages))
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of raw text, read as people's text: markers typed in it stay text (special_tokens.py)."""
-        return self._encode(self.special_tokens.defuse(text))
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of raw text, read as people's text: markers typed in it stay text (special_tokens.py).
+        `add_special_tokens`: with what the tokenizer adds around a text (a BOS token, for some models)."""
+        ids = self.tokenizer.encode(self.special_tokens.defuse(text), add_special_tokens=add_special_tokens)
+        return [int(i) for i in ids.input_ids.data[0]]
 
     def detokenize(self, ids: list[int]) -> str:
         vocab = len(self.tokenizer.get_vocab())
@@ -218,18 +224,31 @@ class OpenVINOEngine(Engine):
                 self._grammar = self._grammar or GrammarChecker(self.tokenizer)
             self._grammar.check(options.constraint)
 
+    def scorer(self) -> Scorer:
+        """The second compiled copy of the model that log probabilities come from (logprobs.py), built once."""
+        with self._tools_lock:
+            self._scorer = self._scorer or Scorer(str(self.model.path / "openvino_model.xml"), self.device,
+                                                  self.device_properties, self.tokenizer)
+        return self._scorer
+
     def reply_tokens(self, prompt_ids: list[int], options: GenerationOptions) -> ReplyTokens:
         """Token ids to Pieces for one reply; with log probabilities from the scorer when asked for."""
-        session = None
-        if options.logprobs:
-            with self._tools_lock:
-                self._scorer = self._scorer or Scorer(str(self.model.path / "openvino_model.xml"), self.device,
-                                                      self.device_properties, self.tokenizer)
-            session = self._scorer.session(prompt_ids)
+        session = self.scorer().session(prompt_ids) if options.logprobs else None
         return ReplyTokens(self.tokenizer, session, options.top_logprobs, self.stop_token_ids)
 
-    def _runner(self, fitted: Fitted, options: GenerationOptions) -> Runner:
-        return self._runner_for(self._encode(self.prompt(fitted.messages, options.tools)), fitted, options)
+    def score_prompt(self, ids: list[int], top: int = 0) -> list[PromptToken]:
+        """Each prompt token's log probability given the ones before it (the model's own log-softmax)."""
+        return self.scorer().prompt(ids, top)
+
+    def _reply(self, fitted: Fitted, options: GenerationOptions) -> Reply:
+        return self._reply_for(self._encode(self.prompt(fitted.messages, options.tools)), fitted, options)
+
+    def _reply_for(self, ids: list[int], fitted: Fitted, options: GenerationOptions) -> Reply:
+        """The reply to these prompt tokens; the prompt scored first when `options.prompt_logprobs` asks."""
+        reply = Reply(self._runner_for(ids, fitted, options), fitted, options, self.request_timeout_s)
+        if options.prompt_logprobs is not None:
+            reply.prompt_logprobs = self.score_prompt(ids, options.prompt_logprobs)
+        return reply
 
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
         raise NotImplementedError
@@ -256,14 +275,18 @@ class OpenVINOEngine(Engine):
                      options.max_new_tokens)
         ids = self._encode(self.prompt(fitted.messages, options.tools) + self.special_tokens.defuse(cut["content"]))
         fitted = Fitted([*fitted.messages, cut], len(ids), fitted.dropped)
-        reply = Reply(self._runner_for(ids, fitted, options), fitted, options, self.request_timeout_s)
+        reply = self._reply_for(ids, fitted, options)
         reply.prefix = cut["content"]
         return reply
 
-    def complete(self, prompt: str, options: GenerationOptions | None = None) -> Reply:
+    def complete(self, prompt: str | list[int], options: GenerationOptions | None = None) -> Reply:
         options = self.capped(options or GenerationOptions())
         self.check_options(options)
-        ids = self.tokenize(prompt)
+        if isinstance(prompt, str):
+            ids = self.tokenize(prompt)
+        else:  # token ids, special ones included, are taken as the caller chose them
+            ids = [int(i) for i in prompt]
+            prompt = self.detokenize(ids)
         if not ids:
             raise BadOptions("The prompt is empty.", "Send some text to continue.")
         if len(ids) + options.max_new_tokens > self.context_length:
@@ -271,7 +294,13 @@ class OpenVINOEngine(Engine):
                                   f"the model's context of {self.context_length} tokens.",
                                   "Shorten the prompt, or lower max_tokens.")
         fitted = Fitted([{"role": "user", "content": prompt}], len(ids), 0)
-        return Reply(self._runner_for(ids, fitted, options), fitted, options, self.request_timeout_s)
+        return self._reply_for(ids, fitted, options)
+
+    def special_token_texts(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {"bos_token": tok.get_bos_token() or None, "eos_token": tok.get_eos_token() or None,
+                "pad_token": tok.get_pad_token() or None, "bos_token_id": _id(tok.get_bos_token_id()),
+                "eos_token_id": _id(tok.get_eos_token_id()), "pad_token_id": _id(tok.get_pad_token_id())}
 
     def generation_config(self, options: GenerationOptions) -> tuple[Any, int]:
         config = self._model_config()

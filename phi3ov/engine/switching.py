@@ -123,11 +123,14 @@ class SwitchableEngine(Engine):
     def check_options(self, options: GenerationOptions) -> None:
         self._engine.check_options(options)
 
-    def tokenize(self, text: str) -> list[int]:
-        return self._engine.tokenize(text)
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self._engine.tokenize(text, add_special_tokens)
 
     def detokenize(self, ids: list[int]) -> str:
         return self._engine.detokenize(ids)
+
+    def special_token_texts(self) -> dict[str, Any]:
+        return self._engine.special_token_texts()
 
     def count_prompt(self, messages: list[Message]) -> list[int]:
         return self._engine.count_prompt(messages)
