@@ -94,7 +94,7 @@ def chip(d: dict[str, Any]) -> str:
     parts.append("whole" if d.get("whole") else "passages")
     note = "" if d.get("kept", True) else (' <span class="phi3ov-chip-note">too big to keep with the chat: attach it '
                                            "again to ask about other parts</span>")
-    return f'<span class="phi3ov-chip" title="{html.escape(str(d.get("name")))}">📄 {" · ".join(parts)}{note}</span>'
+    return f'<span class="phi3ov-chip" title="{html.escape(str(d.get("name")))}">{" · ".join(parts)}{note}</span>'
 
 
 def chips(message: dict[str, Any]) -> str:
