@@ -48,6 +48,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--determinism", type=int, nargs="?", const=4, metavar="N",
                         help="Instead: what --deterministic costs against the default (one reply, the next turn of a "
                         "long chat, N replies at once; default N 4).")
+    parser.add_argument("--document", type=int, nargs="?", const=2000, metavar="N",
+                        help="Instead: a document of N tokens attached to a question, then a second question about "
+                        "it; both first tokens, with and without the prefix cache (default N 2000).")
     parser.add_argument("--soak", type=int, metavar="N",
                         help="Instead: N mixed requests (streaming or not, sampled, stopped, dropped, long "
                         "histories) against a launched server; prints failures and the server's RSS.")
@@ -235,6 +238,14 @@ def main(args: argparse.Namespace) -> int:
         figures = run_determinism(ref, device, args.runs, args.max_new_tokens, args.determinism,
                                   log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else determinism_table(figures))
+        return 0
+    if args.document:
+        from .document import run_document
+        from .document import table as document_table
+
+        figures = run_document(ref, device, args.document, args.runs, args.max_new_tokens,
+                               log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(figures) if args.json else document_table(figures))
         return 0
     if args.prompt_lookup:
         from .lookup import run_lookup
