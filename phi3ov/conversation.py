@@ -45,18 +45,33 @@ def text_of(content: Any) -> str:
                     "Send the message as text, or documents as `file` parts.",
                 )
         if files:  # documents first, then the question: the same place in the prompt as the chat puts them
-            return "\n\n".join([*files, "\n".join(texts)]) if texts else "\n\n".join(files)
+            return DocumentText.of(files, "\n".join(texts))
         return "\n".join(texts)
     raise BadInput(f"Message content must be text, got {type(content).__name__}.", "Send the message as text.")
 
 
-def file_text(file: Any) -> str:
-    """An OpenAI `file` content part ({"filename", "file_data": "data:<type>;base64,..."}) as the text the model
-    reads: the document's extracted text, whole (a conversation that then does not fit is refused by `fit`)."""
+class DocumentText(str):
+    """A message's text made of documents (whole) and a question, which keeps what it was made of: when the whole
+    text does not fit the context, `fit` puts in the passages most relevant to the question instead."""
+
+    documents: tuple[Any, ...] = ()
+    question: str = ""
+
+    @classmethod
+    def of(cls, documents: list[Any], question: str) -> DocumentText:
+        from .documents.attach import prompt_text, whole_block
+
+        text = cls(prompt_text("\n\n".join(whole_block(d) for d in documents), question))
+        text.documents, text.question = tuple(documents), question
+        return text
+
+
+def file_text(file: Any) -> Any:
+    """An OpenAI `file` content part ({"filename", "file_data": "data:<type>;base64,..."}): the document, its text
+    extracted (documents/extract.py)."""
     import base64
     import binascii
 
-    from .documents.attach import whole_block
     from .documents.extract import extract
 
     if not isinstance(file, Mapping):
@@ -78,7 +93,7 @@ def file_text(file: Any) -> str:
     except (binascii.Error, ValueError):
         raise BadDocument(f"The `file_data` of “{name}” is not base64.",
                           "Send it as a data URL: data:<type>;base64,<the file's bytes in base64>.") from None
-    return whole_block(extract(name, raw))
+    return extract(name, raw)
 
 
 def normalize(messages: Iterable[Mapping[str, Any]], tools: bool = False) -> list[Message]:
@@ -152,13 +167,16 @@ class Fitted:
     messages: list[Message]
     prompt_tokens: int
     dropped: int  # how many earlier messages were left out to fit
+    retrieved: str | None = None  # documents too long to go whole: what went in instead
 
     @property
     def notice(self) -> str | None:
-        if not self.dropped:
-            return None
-        noun = "message" if self.dropped == 1 else "messages"
-        return f"The {self.dropped} oldest {noun} no longer fit the model's context and were left out of the prompt."
+        said = [self.retrieved] if self.retrieved else []
+        if self.dropped:
+            noun = "message" if self.dropped == 1 else "messages"
+            said.append(f"The {self.dropped} oldest {noun} no longer fit the model's context and were left out of "
+                        "the prompt.")
+        return " ".join(said) or None
 
 
 def fit(
@@ -179,6 +197,12 @@ def fit(
         raise BadInput("The message is empty.", "Type a message first.")
     budget = context_length - max_new_tokens
     head = messages[:1] if messages[0]["role"] == "system" else []
+    newest = messages[-1]["content"]
+    if isinstance(newest, DocumentText) and count_tokens(head + messages[-1:]) > budget:
+        retrieved = retrieve(head, messages[-1], count_tokens, budget)
+        if retrieved is not None:
+            fitted = fit([*messages[:-1], retrieved[0]], count_tokens, context_length, max_new_tokens)
+            return Fitted(fitted.messages, fitted.prompt_tokens, fitted.dropped, retrieved[1])
     middle = messages[len(head) : -1]
     last = messages[-1:]
 
@@ -210,6 +234,29 @@ def fit(
     return Fitted(kept, count_tokens(kept), len(messages) - len(kept))
 
 
+def retrieve(head: list[Message], message: Message, count_tokens: Callable[[list[Message]], int],
+             budget: int) -> tuple[Message, str] | None:
+    """The newest message with, instead of its whole documents, the passages most relevant to its question that
+    fit `budget` with `head` (the system prompt); None when not even the question leaves room."""
+    from .documents.attach import attach, prompt_text
+
+    text: DocumentText = message["content"]
+    empty = count_tokens([*head, {**message, "content": ""}])
+    room = budget - count_tokens([*head, {**message, "content": text.question}]) - 8  # the blank lines between
+
+    def count(piece: str) -> int:
+        return count_tokens([*head, {**message, "content": piece}]) - empty
+
+    if room <= 0:
+        return None
+    attached = attach(list(text.documents), text.question, room, count)
+    passages = [s for s in attached.sources if not s.get("whole")]
+    names = sorted({s["file"] for s in passages})
+    note = (f"{', '.join(names)} did not fit the context whole: the {len(passages)} passage"
+            f"{'s' if len(passages) != 1 else ''} most relevant to the question went in instead.")
+    return {**message, "content": prompt_text(attached.context, text.question)}, note
+
+
 def check_size(messages: list[Message], max_messages: int, max_chars: int) -> None:
     """Refuse a conversation over the server's caps before any tokenizing work."""
     check_count(messages, max_messages)
@@ -227,6 +274,8 @@ def check_count(messages: list, max_messages: int) -> None:
 def check_lengths(messages: list[Message], max_chars: int) -> None:
     """A message longer than the cap (on normalized messages)."""
     for i, message in enumerate(messages):
-        if len(message["content"]) > max_chars:
-            raise BadInput(f"Message {i + 1} is too long: {len(message['content'])} characters, and this server "
+        text = message["content"]
+        typed = text.question if isinstance(text, DocumentText) else text  # documents: capped by the body's size
+        if len(typed) > max_chars:
+            raise BadInput(f"Message {i + 1} is too long: {len(typed)} characters, and this server "
                            f"takes at most {max_chars} per message.", "Shorten it, or send it in parts.")

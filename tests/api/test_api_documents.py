@@ -77,8 +77,17 @@ def test_a_bad_file_is_a_400_in_openai_shape(client, model, part, said):
     assert body["code"] == "invalid_file" and body["type"] == "invalid_request_error"
 
 
-def test_a_document_too_long_for_the_context_is_refused_before_the_pipeline(client, model):
+def test_a_document_too_long_for_the_context_is_retrieved_to_fit(client, model):
+    """Its passages most relevant to the question go in instead (the fact is on page 10 of 12)."""
+    minutes = long_pdf(pages=12, fact_page=10)
+    plain = ask(client, model)
+    reply = ask(client, model, file_part("minutes.pdf", minutes, "application/pdf"))
+    assert reply.choices[0].message.content and 1024 - 8 >= reply.usage.prompt_tokens > plain.usage.prompt_tokens + 20
+
+
+def test_a_question_too_long_for_the_context_is_refused_before_the_pipeline(client, model):
     with pytest.raises(openai.BadRequestError) as err:
-        ask(client, model, file_part("minutes.pdf", long_pdf(pages=12), "application/pdf"))
+        client.chat.completions.create(model=model, max_tokens=8, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Why? " * 1500}, file_part("notes.txt", FACT.encode(), "text/plain")]}])
     assert err.value.body["code"] == "context_length_exceeded" and "1024 tokens" in err.value.body["message"]
     assert ask(client, model).choices[0].message.content  # and the server answers the next request

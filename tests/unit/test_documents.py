@@ -205,3 +205,21 @@ def test_document_text_with_chat_markers_stays_text():
 
 def test_filler_is_long_enough_to_need_retrieval():
     assert words(FILLER * 6) > 100
+
+
+def test_fit_retrieves_passages_of_a_file_part_too_long_to_go_whole():
+    from phi3ov.conversation import DocumentText, check_lengths, fit
+
+    question = "What is the secret launch code of the lighthouse?"
+    content = text_of([{"type": "text", "text": question}, part("minutes.pdf", long_pdf(12, 10), "application/pdf")])
+    assert isinstance(content, DocumentText) and content.question == question
+    check_lengths([{"role": "user", "content": content}], max_chars=100)  # the cap is on what was typed
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}]
+    fitted = fit(messages, lambda ms: sum(words(m["content"]) + 4 for m in ms), 400, 100)
+    last = fitted.messages[-1]["content"]
+    assert "[minutes.pdf, page 10, passage" in last and "7719" in last and last.endswith(question)
+    assert fitted.prompt_tokens <= 300 and fitted.dropped == 0 and type(last) is str
+    assert fitted.notice == ("minutes.pdf did not fit the context whole: the 1 passage most relevant to the "
+                             "question went in instead.")
+    assert fit(messages, lambda ms: sum(words(m["content"]) for m in ms), 10_000, 100).messages == messages  # whole
