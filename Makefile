@@ -12,12 +12,12 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench bench-peers peers soak lint format screenshots export-phi3 setup setup-test browser clean
+.PHONY: run test test-fast eval bench bench-peers peers soak lint format screenshots export-phi3 setup setup-test browser clean
 
 run: $(VENV)/.runtime  ## set up and open the chat on the default model
 	$(BIN)/python app.py --open $(ARGS)
 
-test: $(VENV)/.test browser  ## everything: real model, real server, real browser, export
+test: $(VENV)/.test $(EVAL)/.ok browser  ## everything: real model, real server, real browser, export, lm-eval
 	$(BIN)/ruff check phi3ov tests app.py
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
@@ -29,6 +29,16 @@ bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 
 
 soak: $(VENV)/.runtime  ## 500 mixed requests against a launched server: failures and RSS growth
 	$(BIN)/phi3ov bench --soak 500 $(ARGS)
+
+EVAL := .venv-eval
+# lm-evaluation-harness in its own environment: its `datasets` needs a newer huggingface-hub than optimum-intel.
+$(EVAL)/.ok: constraints-eval.txt
+	$(PYTHON) -m venv $(EVAL)
+	$(EVAL)/bin/pip install --disable-pip-version-check -q -c constraints-eval.txt "lm-eval[api]==0.4.13"
+	touch $@
+
+eval: $(VENV)/.runtime $(EVAL)/.ok  ## quality: lm-eval's accuracy and perplexity on bundled tasks, per model folder
+	$(BIN)/phi3ov eval --lm-eval $(EVAL)/bin/lm_eval $(ARGS)
 
 PEERS := .venv-peers
 # llama.cpp for side-by-side figures: built from source (no binary wheel on PyPI), ~9 minutes on 2 cores.
@@ -102,4 +112,4 @@ browser:  ## Debian's chromium for the browser tests (never `playwright install`
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) $(EVAL) .pytest_cache .ruff_cache

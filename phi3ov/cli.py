@@ -1,4 +1,4 @@
-"""`phi3ov serve | chat | bench | compare | export | download | doctor`.
+"""`phi3ov serve | chat | bench | compare | eval | export | download | doctor`.
 
 Flags are read here, at the edge, and turned into settings (the serve flags come from the one table in
 settings.py); each command then calls the package. Heavy modules (openvino_genai, gradio, optimum) are imported inside the commands so
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_module.add_args(compare)
     compare.set_defaults(func=compare_module.main)
+
+    evaluate = sub.add_parser("eval", help="Measure quality with lm-evaluation-harness against a launched server.")
+    from .eval import run as eval_module
+
+    eval_module.add_args(evaluate)
+    evaluate.set_defaults(func=eval_module.main)
 
     from . import commands
 
