@@ -48,7 +48,9 @@ def split(document: Document, words: int = PASSAGE_WORDS) -> list[Passage]:
     out: list[Passage] = []
     for page in document.pages:
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", page.text) if p.strip()]
-        if len(paragraphs) == 1 and "\n" in paragraphs[0]:  # lines without blank lines between (CSV, code)
+        if document.paged:  # a PDF's lines are wrapped prose: a paragraph is one line of text
+            paragraphs = [" ".join(p.split()) for p in paragraphs]
+        elif len(paragraphs) == 1 and "\n" in paragraphs[0]:  # lines without blank lines between (CSV, code)
             paragraphs = [line for line in paragraphs[0].splitlines() if line.strip()]
         current: list[str] = []
         size = 0

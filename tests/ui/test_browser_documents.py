@@ -110,7 +110,7 @@ def test_a_text_and_a_pdf_that_fit_go_in_whole_and_stay_after_a_reload(open_chat
     assert len(chat.bots()) == 3 and prompt_tokens(chat) > notes + report  # still read after the reload
 
 
-def test_a_long_pdf_dropped_on_the_box_is_retrieved_and_sources_name_the_late_page(open_chat, server):
+def test_a_long_pdf_dropped_on_the_box_is_retrieved_and_sources_name_the_late_page_screenshots(open_chat, server):
     chat = open_chat()
     chat.settings(max_new_tokens=40)
     minutes = long_pdf(pages=12, fact_page=10)
@@ -148,3 +148,19 @@ def test_bad_files_are_refused_and_nothing_is_lost(open_chat):
     attach(chat, ("fact.txt", FACT.encode(), "text/plain"))
     chat.send("What is the code?")
     assert len(chat.bots()) == 2 and chips(chat)[0].startswith("fact.txt")
+
+
+def test_the_box_with_its_paperclip_still_types_sends_and_takes_text_back(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=8)
+    chat.box.fill("line one")
+    chat.box.press("Shift+Enter")
+    chat.box.press_sequentially("line two")
+    assert chat.box.input_value() == "line one\nline two" and chat.users() == []  # Shift+Enter: a new line
+    chat.box.press("Enter")
+    chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 1", timeout=15000)
+    chat.wait_idle()
+    assert chat.box.input_value() == "" and len(chat.bots()) == 1
+    chat.page.locator("#undo").click()
+    chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 0", timeout=10000)
+    assert chat.box.input_value() == "line one\nline two"  # Undo puts the text back in the box
