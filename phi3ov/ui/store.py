@@ -113,6 +113,18 @@ def _chat(raw: Any) -> Chat | None:
             "settings": raw["settings"] if isinstance(raw.get("settings"), dict) else {}, "messages": messages}
 
 
+def forget_passages(chats: list[Chat]) -> bool:
+    """Make room: the passages kept of the oldest long document go (what went into the prompt stays, and its chip
+    says to attach it again to ask about other parts). False when there is none left to forget."""
+    for chat in reversed(chats):
+        for message in chat["messages"]:
+            for document in message.get("documents") or ():
+                if document.pop("passages", None) is not None:
+                    document["kept"] = False
+                    return True
+    return False
+
+
 class Store:
     """One browser's conversations (the session's working copy of what its local storage holds)."""
 
@@ -138,13 +150,18 @@ class Store:
         """What the browser keeps: the newest chats that fit its storage (the open one always)."""
         self.chats.sort(key=lambda c: c["updated"], reverse=True)
         del self.chats[MAX_CHATS:]
-        while True:
+        while True:  # too big: long documents' kept passages go first, then the oldest chats
             self.chars = len(json.dumps(self.chats, ensure_ascii=False))
-            if len(self.chats) <= 1 or self.chars <= MAX_STORE_CHARS:
+            if self.chars <= MAX_STORE_CHARS or not (forget_passages(self.chats) or self.drop_oldest()):
                 break
-            oldest = next(c for c in reversed(self.chats) if c["id"] != self.open_id)
-            self.chats.remove(oldest)
         return {"version": 1, "open": self.open_id, "chats": self.chats}
+
+    def drop_oldest(self) -> bool:
+        """Drop the oldest chat that is not open; False when the open one is all there is."""
+        if len(self.chats) <= 1:
+            return False
+        self.chats.remove(next(c for c in reversed(self.chats) if c["id"] != self.open_id))
+        return True
 
     def get(self, chat_id: str | None) -> Chat | None:
         return next((c for c in self.chats if c["id"] == chat_id), None)

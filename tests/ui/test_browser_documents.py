@@ -126,6 +126,12 @@ def test_a_long_pdf_dropped_on_the_box_is_retrieved_and_sources_name_the_late_pa
     chat.page.get_by_test_id("bot").last.scroll_into_view_if_needed()
     chat.page.screenshot(path=screenshots_dir() / "documents.png")
 
+    chat.send("Who met to discuss the budget for the harbour works?")  # a follow-up: passages of its own
+    later = sources(chat)
+    assert later and all(s.startswith("minutes.pdf, page ") for s in later)
+    assert not set(later) & set(found) and sources(chat, 0) == found  # new ones; the first reply's stay as they were
+    assert len(chips(chat)) == 1 and prompt_tokens(chat) <= 1024 - 40
+
 
 def test_bad_files_are_refused_and_nothing_is_lost(open_chat):
     chat = open_chat()

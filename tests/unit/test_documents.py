@@ -5,6 +5,7 @@ model's tokenizer."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from support.documents import FACT, FILLER, docx, encrypted_pdf, long_pdf, pdf
@@ -223,3 +224,61 @@ def test_fit_retrieves_passages_of_a_file_part_too_long_to_go_whole():
     assert fitted.notice == ("minutes.pdf did not fit the context whole: the 1 passage most relevant to the "
                              "question went in instead.")
     assert fit(messages, lambda ms: sum(words(m["content"]) for m in ms), 10_000, 100).messages == messages  # whole
+
+
+# -- what the chat keeps and shows ------------------------------------------------------------------------------
+def asked_about_minutes() -> list[dict]:
+    doc = extract("minutes.pdf", long_pdf(pages=12, fact_page=10))
+    got = attach([doc], "What is the secret launch code?", room=200, count=words)
+    return [{"role": "user", "content": "What is the secret launch code?", **got.record()},
+            {"role": "assistant", "content": "7719."}]
+
+
+def test_the_browser_store_keeps_a_messages_documents_and_drops_malformed_ones():
+    from phi3ov.ui.store import Store, new_chat
+
+    chat = new_chat()
+    chat["messages"] = asked_about_minutes()
+    chat["messages"][0]["documents"].append({"name": 3, "tokens": "many"})  # not a document: dropped
+    chat["messages"][0]["sources"].append({"file": "x", "passage": "one"})
+    loaded = Store.load({"chats": [chat]}).chats[0]["messages"]
+    assert [d["name"] for d in loaded[0]["documents"]] == ["minutes.pdf"]
+    assert loaded[0]["documents"][0]["passages"] and loaded[0]["context"] == chat["messages"][0]["context"]
+    assert all(isinstance(s["passage"], int) for s in loaded[0]["sources"])
+    assert "documents" not in loaded[1]  # only a user message has files
+
+
+def test_a_store_too_big_forgets_kept_passages_first_and_says_so(monkeypatch):
+    from phi3ov.ui import store
+    from phi3ov.ui.attachments import chips
+    from phi3ov.ui.store import Store, new_chat
+
+    old, new = new_chat(), new_chat()
+    old["messages"], new["messages"] = asked_about_minutes(), [{"role": "user", "content": "hi"}]
+    old["updated"], new["updated"] = 1.0, 2.0
+    kept = Store([old, new], open_id=new["id"])
+    small = len(json.dumps(kept.dump()["chats"])) - 1000
+    monkeypatch.setattr(store, "MAX_STORE_CHARS", small)
+    chats = kept.dump()["chats"]
+    assert [c["id"] for c in chats] == [new["id"], old["id"]]  # both chats stay
+    document = chats[1]["messages"][0]["documents"][0]
+    assert "passages" not in document and document["kept"] is False
+    assert chats[1]["messages"][0]["context"]  # what went into the prompt stays
+    assert "attach it again to ask about other parts" in chips(chats[1]["messages"][0])
+
+
+def test_chips_and_sources_show_names_and_passages_as_text():
+    from phi3ov.ui.turns import shown
+
+    evil = '<img src=x onerror="alert(1)">.txt'
+    got = attach([extract(evil, b"<script>alert(2)</script> Ada was born in 1815.")], "When?", room=500, count=words)
+    chat = {"messages": [{"role": "user", "content": "When?", **got.record()}, {"role": "assistant", "content": "1815."}]}
+    user, bot = shown(chat)
+    assert '<span class="phi3ov-chip"' in user["content"] and "&lt;img src=x" in user["content"]
+    assert "<img" not in user["content"] and "6 tokens · whole" in user["content"]
+    assert user["content"].endswith("When?") and "Ada was born" not in user["content"]  # the text is not shown
+    assert '<div class="phi3ov-sources"><b>Sources</b>' in bot["content"] and "<img" not in bot["content"]
+    long = asked_about_minutes()
+    _, reply = shown({"messages": long})
+    for s in long[0]["sources"]:
+        assert f"<b>minutes.pdf</b>, page {s['page']}, passage {s['passage']}: <q>" in reply["content"]
