@@ -66,6 +66,7 @@ class Piece:
 
     text: str
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    tokens: int = 0  # generated tokens behind this text (0 where the backend does not say)
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -230,19 +231,24 @@ class ReplyTokens:
         self.detokenizer = Detokenizer(tokenizer)
         self.session, self.top, self.hidden = session, top, hidden or set()
         self.pending: list[TokenLogprob] = []
+        self.counted = 0  # tokens read since the last Piece
 
     def push(self, ids: list[int]) -> Piece | None:
         if self.session is not None:
             self.pending += self.session.score([i for i in ids if i not in self.hidden], self.top)
+        self.counted += len(ids)
         text = self.detokenizer.push(ids)
         if not text:
             return None
-        piece, self.pending = Piece(text, self.pending), []
-        return piece
+        return self._piece(text)
 
     def end(self) -> Piece | None:
         rest = self.detokenizer.end()
-        if not rest and not self.pending:
+        if not rest and not self.pending and not self.counted:
             return None
-        piece, self.pending = Piece(rest, self.pending), []
+        return self._piece(rest)
+
+    def _piece(self, text: str) -> Piece:
+        piece = Piece(text, self.pending, self.counted)
+        self.pending, self.counted = [], 0
         return piece

@@ -26,7 +26,7 @@ from .options import (
     parse_options,
     whole_number,
 )
-from .replies import finish_reason, usage
+from .replies import finish_reason, stopped_by, usage
 from .tools import call_deltas, call_id, parse_tools, tool_call
 
 
@@ -115,7 +115,7 @@ def chat_response(reply: Reply, model: str) -> dict[str, Any]:
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": logprobs_of(reply, reply.logprobs),
-                     "finish_reason": finish}],
+                     "finish_reason": finish, **stopped_by(reply)}],
         "usage": usage([reply]),
         **prompt_scores(reply),
     }
@@ -151,10 +151,11 @@ class ChatEvents:
             events = [self.chunk(delta) for item in items for delta in self.deltas(item)]
             if piece is None:
                 finish = finish_reason(reply)
-                events.append(self.chunk({}, finish="tool_calls" if self.calls and finish == "stop" else finish))
+                events.append(self.chunk({}, finish="tool_calls" if self.calls and finish == "stop" else finish,
+                                         **stopped_by(reply)))
             return events
         if piece is None:
-            return [self.chunk({}, finish=finish_reason(reply))]
+            return [self.chunk({}, finish=finish_reason(reply), **stopped_by(reply))]
         return [self.chunk({"content": piece.text}, logprobs_of(reply, piece.logprobs))]
 
     def deltas(self, item: str | Call) -> list[dict[str, Any]]:
@@ -163,8 +164,10 @@ class ChatEvents:
         self.calls += 1
         return call_deltas(item, call_id())
 
-    def chunk(self, delta: dict[str, str], logprobs: dict | None = None, finish: str | None = None) -> dict:
-        return {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
+    def chunk(self, delta: dict[str, str], logprobs: dict | None = None, finish: str | None = None,
+              **extra: str) -> dict:
+        return {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish,
+                                          **extra}]}
 
     def usage_event(self) -> dict[str, Any]:
         return {**self.base, "choices": []}

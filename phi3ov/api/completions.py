@@ -33,7 +33,7 @@ from .options import (
     parse_options,
     whole_number,
 )
-from .replies import finish_reason, usage
+from .replies import finish_reason, stopped_by, usage
 
 MAX_PROMPTS = 16
 
@@ -150,7 +150,7 @@ def completion_response(replies: list[Reply], echo: bool, model: str, scores: bo
         if (prompt := echoed_logprobs(reply, echo)) is not None:
             logprobs = joined(prompt, logprobs)
         choice = {"index": index, "text": head + reply.text, "finish_reason": finish_reason(reply),
-                  "logprobs": logprobs}
+                  **stopped_by(reply), "logprobs": logprobs}
         if scores:
             choice["prompt_logprobs"] = vllm_prompt_logprobs(reply)
         choices.append(choice)
@@ -181,7 +181,7 @@ class CompletionEvents:
             if head or extra:
                 events.append(self.choice(index, head, echoed_logprobs(reply, self.echo), **extra))
         if piece is None:
-            events.append(self.choice(index, "", finish=finish_reason(reply)))
+            events.append(self.choice(index, "", finish=finish_reason(reply), **stopped_by(reply)))
         else:
             logprobs = legacy_logprobs(piece.logprobs, self.offsets[index]) if reply.options.logprobs else None
             self.offsets[index] += len(piece.text)

@@ -26,7 +26,14 @@ GUIDED = {"guided_json": "json_schema", "guided_regex": "regex", "guided_grammar
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: bool = False  # OpenAI's: a last event with the usage
+    continuous_usage_stats: bool = False  # vLLM's: with include_usage, the usage so far in every event too
+
+    @staticmethod
+    def of(options: StreamOptions | None) -> tuple[bool, bool]:
+        """(usage at the end, usage in every event)."""
+        last = bool(options and options.include_usage)
+        return last, last and bool(options and options.continuous_usage_stats)
 
 
 class SamplingRequest(BaseModel):

@@ -16,14 +16,21 @@ from .error_shapes import ApiError
 
 
 def usage(replies: list[Reply]) -> dict[str, int]:
+    """The tokens read and written; for a reply still streaming, the tokens so far."""
     prompt = sum(r.stats.input_tokens if r.stats else r.fitted.prompt_tokens for r in replies)
-    completion = sum(r.stats.output_tokens if r.stats else 0 for r in replies)
+    completion = sum(r.stats.output_tokens if r.stats else r.tokens_so_far for r in replies)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def finish_reason(reply: Reply) -> str:
-    # "timeout" (--request-timeout ended it) is not one of OpenAI's values; clients pass it through.
-    return reply.finish_reason if reply.finish_reason in ("length", "timeout") else "stop"
+    """One of OpenAI's values: a reply the server's --request-timeout ended is "length" (cut at a limit, as
+    at max_tokens), and `stopped_by` says which limit (typed clients fail on a value OpenAI does not list)."""
+    return "length" if reply.finish_reason in ("length", "timeout") else "stop"
+
+
+def stopped_by(reply: Reply) -> dict[str, str]:
+    """phi3ov's extension beside `finish_reason`: {"stopped_by": "request_timeout"} when that limit ended it."""
+    return {"stopped_by": "request_timeout"} if reply.finish_reason == "timeout" else {}
 
 
 def sse(data: dict[str, Any] | str) -> str:
@@ -32,20 +39,25 @@ def sse(data: dict[str, Any] | str) -> str:
 
 async def stream_events(replies: list[Reply], head: list[dict[str, Any]],
                         events: Callable[[int, Reply, Piece | None], list[dict]],
-                        last: dict[str, Any] | None, done: Callable[[list[Reply]], None]) -> AsyncIterator[str]:
+                        last: dict[str, Any] | None, done: Callable[[list[Reply]], None],
+                        running_usage: bool = False) -> AsyncIterator[str]:
     """`head` at once; then each reply in turn as events: `events(index, reply, piece)` for each piece, then with
-    None when the reply ends; then `last` with the usage if given, and `[DONE]`. Stops the replies when the
-    client goes away."""
+    None when the reply ends; then `last` with the usage if given, and `[DONE]`. `running_usage`: every event
+    carries the usage so far (vLLM's continuous_usage_stats). Stops the replies when the client goes away."""
+
+    def counted(event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "usage": usage(replies)} if running_usage else event
+
     try:
         try:
             for event in head:
-                yield sse(event)
+                yield sse(counted(event))
             for index, reply in enumerate(replies):
                 async for piece in iterate_in_threadpool(reply.pieces()):
                     for event in events(index, reply, piece):
-                        yield sse(event)
+                        yield sse(counted(event))
                 for event in events(index, reply, None):
-                    yield sse(event)
+                    yield sse(counted(event))
             if last is not None:
                 yield sse({**last, "usage": usage(replies)})
         except Phi3ovError as err:  # after the 200 is sent, an error travels as an event

@@ -26,6 +26,7 @@ from .completions import (
 )
 from .error_shapes import ApiError
 from .limits import Counters, read_body
+from .options import StreamOptions
 from .replies import complete, stream_events
 from .tokens import DetokenizeRequest, TokenizeRequest, detokenize, tokenize, tokenizer_info
 
@@ -113,11 +114,13 @@ class Api:
             self.slots.give()
             raise
 
-    def streamed(self, route: str, replies: list[Reply], events: Any, include_usage: bool) -> StreamingResponse:
+    def streamed(self, route: str, replies: list[Reply], events: Any, stream_options: StreamOptions | None
+                 ) -> StreamingResponse:
+        include_usage, running_usage = StreamOptions.of(stream_options)
         last = events.usage_event() if include_usage else None
         head = events.head() if hasattr(events, "head") else []
         return self.answered(route, ClosingStreamingResponse(
-            stream_events(replies, head, events, last, self.finished), media_type="text/event-stream",
+            stream_events(replies, head, events, last, self.finished, running_usage), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
 
     async def waited(self, route: str, replies: list[Reply], request: Request) -> JSONResponse | None:
@@ -197,8 +200,7 @@ def add_generation_routes(router: APIRouter, api: Api) -> None:
         except Phi3ovError as err:
             return api.refused(route, ApiError.from_domain(err, param=param_of(err)))
         if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return api.streamed(route, replies, ChatEvents(eng.name, replies[0]), include_usage)
+            return api.streamed(route, replies, ChatEvents(eng.name, replies[0]), req.stream_options)
         if failed := await api.waited(route, replies, request):
             return failed
         api.answered(route, None)
@@ -218,8 +220,7 @@ def add_generation_routes(router: APIRouter, api: Api) -> None:
             return api.refused(route, ApiError.from_domain(err, param=param_of(err, "prompt")))
         echo, scores = bool(req.echo), req.prompt_logprobs is not None
         if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return api.streamed(route, replies, CompletionEvents(eng.name, echo, scores), include_usage)
+            return api.streamed(route, replies, CompletionEvents(eng.name, echo, scores), req.stream_options)
         if failed := await api.waited(route, replies, request):
             return failed
         api.answered(route, None)

@@ -86,6 +86,7 @@ class Reply:
         self.options = options
         self.text = ""
         self.logprobs: list = []  # TokenLogprob of each generated token, when options.logprobs
+        self.tokens_so_far = 0  # generated tokens streamed so far, where the backend counts them
         self.stats: Stats | None = None
         self.finish_reason: str | None = None  # "stop", "length", "cancelled" or "timeout"
         self._stop = threading.Event()
@@ -151,13 +152,14 @@ class Reply:
                 items = [item if isinstance(item, Piece) else Piece(item) for item in pending if item is not _DONE]
                 text = "".join(item.text for item in items)
                 logprobs = [entry for item in items for entry in item.logprobs]
+                self.tokens_so_far += sum(item.tokens for item in items)
                 if not text and not logprobs:
                     continue
                 if self.client_ttft_ms is None and text:
                     self.client_ttft_ms = (time.perf_counter() - started) * 1000
                 self.text += text
                 self.logprobs += logprobs
-                yield Piece(text, logprobs)
+                yield Piece(text, logprobs, sum(item.tokens for item in items))
             result = outcome[0] if outcome else GenerationFailed("The generation ended without a result.")
             if isinstance(result, BaseException):
                 if isinstance(result, Phi3ovError):
