@@ -23,8 +23,8 @@ TEXT_KINDS = {".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".log", ".json
 SOURCE_KINDS = {".py", ".pyi", ".ipynb", ".js", ".mjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".scala", ".c",
                 ".h", ".cc", ".cpp", ".hpp", ".cs", ".go", ".rs", ".rb", ".php", ".swift", ".m", ".r", ".jl",
                 ".lua", ".pl", ".sh", ".bash", ".zsh", ".ps1", ".sql", ".css", ".scss", ".vue", ".svelte",
-                ".dart", ".hs", ".ex", ".exs", ".erl", ".clj", ".el", ".vim", ".proto", ".gradle", ".cmake",
-                ".dockerfile", ".mk"}
+                ".dart", ".hs", ".ex", ".exs", ".erl", ".clj", ".el", ".vim", ".proto", ".gradle", ".cmake", ".mk"}
+NAMED_KINDS = {".dockerfile", ".makefile"}  # files known by their whole name (Dockerfile, Makefile)
 HTML_KINDS = {".html", ".htm", ".xhtml"}
 KINDS = sorted(TEXT_KINDS | SOURCE_KINDS | HTML_KINDS | {".pdf", ".docx"})  # what the paperclip offers
 
@@ -66,7 +66,7 @@ def check_size(name: str, size: int, max_mb: float = DEFAULT_MAX_MB) -> None:
 
 def extract(name: str, data: bytes, max_mb: float = DEFAULT_MAX_MB) -> Document:
     """The text of the file `name` (its bytes `data`), page by page."""
-    name = PurePath(name or "file").name[:200] or "file"
+    name = " ".join(PurePath(name or "file").name.split())[:200] or "file"
     check_size(name, len(data), max_mb)
     kind = kind_of(name)
     if kind == ".pdf":
@@ -75,7 +75,7 @@ def extract(name: str, data: bytes, max_mb: float = DEFAULT_MAX_MB) -> Document:
         pages = [docx_text(name, data)]
     elif kind in HTML_KINDS:
         pages = [html_text(decoded(name, data))]
-    elif kind in TEXT_KINDS or kind in SOURCE_KINDS or kind in (".dockerfile", ".makefile"):
+    elif kind in TEXT_KINDS or kind in SOURCE_KINDS or kind in NAMED_KINDS:
         pages = [decoded(name, data)]
     else:
         raise BadDocument(f"“{name}” is not a kind of file this chat reads.",
