@@ -61,3 +61,8 @@ class TestPhi3ovChatOpenAI(ChatModelIntegrationTests):
     @property
     def supports_model_override(self) -> bool:
         return False
+
+    @pytest.mark.skip(reason="ChatOpenAI sends a pydantic.v1 schema as a forced tool call whatever the method, "
+                      "and SmolLM2's chat template takes no tools (a 400 that says so)")
+    def test_structured_output_pydantic_2_v1(self, model) -> None:
+        pass
