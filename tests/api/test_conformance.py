@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from support.openai_shapes import problems
 
 from phi3ov.process import ServerProcess
-from support.openai_shapes import problems
 
 MODEL = "SmolLM2-135M-Instruct"
 
