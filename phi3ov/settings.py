@@ -207,6 +207,10 @@ class ServerSettings:
                                 "contain message text.", kind=bool)
     cache_dir: Path = setting(help="Converted models and compiled kernels (PHI3OV_CACHE).", factory=default_cache_dir,
                               kind=Path, flag=None, env=None)
+    embedding_model: Path | None = setting(None, "An OpenVINO text-embedding model folder (openvino_genai's "
+                                           "TextEmbeddingPipeline): attached documents' passages are ranked by its "
+                                           "similarity to the question as well as by BM25. Default: BM25 alone.",
+                                           kind=Path, metavar="FOLDER")
     models_dir: Path | None = setting(None, "More model folders for the model menu.", kind=Path)
     models: tuple[str, ...] = setting((), "The model menu lists only these names or folders (comma-separated or "
                                       "repeated; default: every model found).", parse=parse_models,

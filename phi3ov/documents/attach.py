@@ -78,7 +78,7 @@ def source(passage: Passage, paged: bool) -> dict[str, Any]:
             "text": passage.text}
 
 
-def attach(documents: Sequence[Document], question: str, room: int, count: Count) -> Attachment:
+def attach(documents: Sequence[Document], question: str, room: int, count: Count, embedder: Any = None) -> Attachment:
     """Documents just attached to the message `question`, given `room` tokens of the prompt (budget.room).
 
     All of them whole when they fit; otherwise the smallest go whole while they take at most half the room, and
@@ -95,7 +95,7 @@ def attach(documents: Sequence[Document], question: str, room: int, count: Count
     rest = [d for d in documents if d.name not in names]
     left = room - sum(tokens[d.name] + budgets.LABEL_TOKENS for d in whole)
     passages = {d.name: split(d) for d in rest}
-    ranked = rank([p for ps in passages.values() for p in ps], question)
+    ranked = rank([p for ps in passages.values() for p in ps], question, embedder) if rest else []
     relevant = [p for p, score in ranked if score > 0] or [p for p, _ in ranked]  # none shares a word: in order
     chosen = budgets.fill(relevant, count, left) if rest else []
     blocks = [whole_block(d) for d in documents if d.name in names]
@@ -153,14 +153,15 @@ def kept_passages(messages: Iterable[dict[str, Any]]) -> tuple[list[dict[str, An
     return documents, passages, used
 
 
-def follow_up(messages: Sequence[dict[str, Any]], question: str, room: int, count: Count) -> Attachment:
+def follow_up(messages: Sequence[dict[str, Any]], question: str, room: int, count: Count,
+              embedder: Any = None) -> Attachment:
     """A message with no attachment of its own in a conversation that has documents too long to go in whole: more
     of their passages, the best for this question among those not in the prompt yet (none: an empty attachment)."""
     documents, passages, used = kept_passages(messages)
     if not documents:
         return Attachment("")
     fresh = [p for ps in passages.values() for p in ps if (p.file, p.index) not in used]
-    chosen = budgets.fill((p for p, score in rank(fresh, question) if score > 0), count, room)
+    chosen = budgets.fill((p for p, score in rank(fresh, question, embedder) if score > 0), count, room)
     if not chosen:
         return Attachment("")
     documents = [d for d in documents if any(p.file == d["name"] for p in chosen)]

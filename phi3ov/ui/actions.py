@@ -22,6 +22,7 @@ from typing import Any
 import gradio as gr
 
 from .. import conversation, transcript
+from ..documents.embed import embedder
 from ..engine import Engine
 from ..errors import Phi3ovError
 from ..options import BOUNDS, GenerationOptions
@@ -40,6 +41,8 @@ SAVE_CHARS_PER_S = 200_000  # and at most about this much of the list a second
 class Actions:
     def __init__(self, c: Any, engine: Engine, settings: ServerSettings, metrics: Any = None):
         self.c, self.engine, self.settings, self.metrics = c, engine, settings, metrics
+        # --embedding-model: checked now (a wrong folder stops the server at start), loaded on first use
+        self.embedder = embedder(settings.embedding_model, settings.device) if settings.embedding_model else None
 
     # -- what the page shows -------------------------------------------------------------------
     def view(self, sess: Session) -> dict:
@@ -165,7 +168,7 @@ class Actions:
                 conversation.check_size(typed_only, self.settings.max_messages, self.settings.max_message_chars)
                 self.engine.check_options(options)  # e.g. a JSON schema the grammar compiler rejects
                 attached, messages = prepare(self.engine, system, sess.chat["messages"], text, files, options,
-                                             self.settings.max_upload_mb)
+                                             self.settings.max_upload_mb, self.embedder)
                 sess.checked = (messages, options, self.engine.prepare(messages, options))  # respond reuses it
                 sess.attached = attached
             except Phi3ovError as err:

@@ -62,7 +62,7 @@ def read_files(paths: Sequence[str], max_mb: float) -> list[documents.Document]:
 
 
 def prepare(engine: Engine, system: str, chat: list[dict[str, Any]], text: str, paths: Sequence[str],
-            options: GenerationOptions, max_mb: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            options: GenerationOptions, max_mb: float, embedder: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What the new message `text` keeps about its files (or, in a chat with long documents, about the passages
     chosen for it), and the conversation as the model will read it."""
     files = read_files(paths, max_mb)
@@ -74,9 +74,9 @@ def prepare(engine: Engine, system: str, chat: list[dict[str, Any]], text: str, 
     room = documents.room(engine.context_length, max_new, engine.count_tokens(messages),
                           engine.count_tokens([*head, messages[-1]]))
     if files:
-        attached = documents.attach(files, text, room, engine.count_text)
+        attached = documents.attach(files, text, room, engine.count_text, embedder)
     else:
-        attached = documents.follow_up(chat, text, room, engine.count_text)
+        attached = documents.follow_up(chat, text, room, engine.count_text, embedder)
     messages[-1] = {"role": "user", "content": documents.prompt_text(attached.context, text)}
     return attached.record(), messages
 

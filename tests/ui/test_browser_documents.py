@@ -170,3 +170,20 @@ def test_the_box_with_its_paperclip_still_types_sends_and_takes_text_back(open_c
     chat.page.locator("#undo").click()
     chat.page.wait_for_function("document.querySelectorAll('[data-testid=\"user\"]').length === 0", timeout=10000)
     assert chat.box.input_value() == "line one\nline two"  # Undo puts the text back in the box
+
+
+def test_with_an_embedding_model_the_fused_ranking_finds_the_late_page(open_chat, tmp_path_factory):
+    from support.tiny_embedding import build
+
+    folder = build(tmp_path_factory.mktemp("embedding"))
+    srv = start_server(tmp_path_factory, "--context-length", "1024", "--embedding-model", str(folder))
+    try:
+        chat = open_chat(srv.url)
+        chat.settings(max_new_tokens=16)
+        drop(chat, "minutes.pdf", long_pdf(pages=12, fact_page=10), "application/pdf")
+        chat.send("What is the secret launch code?")
+        found = sources(chat)
+        assert any(s.startswith("minutes.pdf, page 10, passage ") and "7719" in s for s in found), found
+        assert len(found) > 1  # the embedding ranks every passage: the room fills with the best of them
+    finally:
+        srv.stop()

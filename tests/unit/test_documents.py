@@ -104,6 +104,12 @@ def test_a_question_sharing_no_word_ranks_in_reading_order():
     assert rank([], "anything") == []
 
 
+def test_fusion_adds_the_similarity_rank_to_bm25s_where_bm25_finds_the_passage():
+    from phi3ov.documents.retrieve import fused
+
+    assert fused([0.0, 2.0, 1.0], [0.9, 0.1, 0.5], k=0) == [1.0, 1 / 3 + 1.0, 1 / 2 + 1 / 2]
+
+
 # -- the budget -------------------------------------------------------------------------------------------------
 def test_room_is_the_context_after_the_chat_and_the_reply_with_a_floor():
     assert room(4096, 1024, chat_tokens=1000, bare_tokens=100) == 2072
