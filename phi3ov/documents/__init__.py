@@ -3,7 +3,8 @@ from the caller), and nothing here imports the UI or the API.
 
     extract.py   a file -> its text, page by page (pypdf, python-docx, the standard library), or a clear error
     passages.py  a document -> passages of about 120 words, each with its page and place
-    retrieve.py  passages ranked against a question (BM25, the bm25s library)
+    retrieve.py  passages ranked against a question (BM25, the bm25s library; fused with embed.py's ranking)
+    embed.py     --embedding-model: similarity by an OpenVINO text-embedding model (TextEmbeddingPipeline)
     budget.py    the room documents have in the context, and the passages that fill it
     attach.py    what a message's documents put in the prompt, its chips and its Sources
 """
