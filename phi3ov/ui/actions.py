@@ -42,7 +42,8 @@ class Actions:
     def __init__(self, c: Any, engine: Engine, settings: ServerSettings, metrics: Any = None):
         self.c, self.engine, self.settings, self.metrics = c, engine, settings, metrics
         # --embedding-model: checked now (a wrong folder stops the server at start), loaded on first use
-        self.embedder = embedder(settings.embedding_model, settings.device) if settings.embedding_model else None
+        folder = settings.embedding_model if settings is not None else None
+        self.embedder = embedder(folder, settings.device) if folder else None
 
     # -- what the page shows -------------------------------------------------------------------
     def view(self, sess: Session) -> dict:
