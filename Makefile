@@ -73,7 +73,7 @@ format: $(VENV)/.test
 	$(BIN)/ruff format phi3ov tests app.py
 
 screenshots: $(VENV)/.test browser  ## refresh assets/screenshots from a real browser run
-	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py tests/ui/test_browser_chats.py -k "screenshots or arabic" $(PYTEST_ARGS)
+	PHI3OV_SCREENSHOTS=assets/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py tests/ui/test_browser_chats.py tests/ui/test_browser_documents.py -k "screenshots or arabic" $(PYTEST_ARGS)
 
 export-phi3: $(VENV)/.export  ## export Phi-3-mini to ./model/phi3-instruct/int4 (needs internet)
 	$(BIN)/phi3ov export microsoft/Phi-3-mini-4k-instruct model/phi3-instruct/int4 $(ARGS)

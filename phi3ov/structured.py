@@ -21,26 +21,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import BadOptions
+from .json_grammar import schema_grammar
 
 KINDS = ("json_schema", "regex", "grammar", "tool_call")
 # A tool call as Qwen2.5 and Hermes-style templates write it, around a JSON object that the schema constrains.
 TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 ANY_JSON_OBJECT = '{"type": "object"}'  # OpenAI's {"type": "json_object"}: any JSON object
 
-# Any JSON object, as XGrammar's EBNF, with what could run on forever bounded: at most 16 whitespace characters
-# between two tokens (enough for a newline and the indent of a deep level) and at most 16 digits in a number's
-# whole part and fraction. A small model in JSON mode otherwise may write spaces or digits until max_tokens.
-# Strings stay unbounded: their length is the reply's.
-JSON_OBJECT_GRAMMAR = r"""root ::= object
-value ::= object | array | string | number | "true" | "false" | "null"
-object ::= "{" ws "}" | "{" ws member (ws "," ws member)* ws "}"
-member ::= string ws ":" ws value
-array ::= "[" ws "]" | "[" ws value (ws "," ws value)* ws "]"
-string ::= "\"" char* "\""
-char ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
-number ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?
-ws ::= [ \n\t]{0,16}
-"""
 
 
 @dataclass(frozen=True)
@@ -64,12 +51,13 @@ class Constraint:
         import openvino_genai as ov_genai
 
         config = ov_genai.StructuredOutputConfig
-        if self.kind == "tool_call":
-            return config(compound_grammar=config.Concat(config.ConstString(TOOL_CALL_START + "\n"),
-                                                          config.JSONSchema(self.text),
+        grammar = schema_grammar(self.text) if self.kind in ("json_schema", "tool_call") else None
+        if self.kind == "tool_call":  # the JSON, with whitespace and digits bounded where json_grammar.py can
+            call = config.EBNF(grammar) if grammar is not None else config.JSONSchema(self.text)
+            return config(compound_grammar=config.Concat(config.ConstString(TOOL_CALL_START + "\n"), call,
                                                           config.ConstString("\n" + TOOL_CALL_END)))
-        if self.kind == "json_schema" and self.text == ANY_JSON_OBJECT:
-            return config(grammar=JSON_OBJECT_GRAMMAR)
+        if grammar is not None:
+            return config(grammar=grammar)
         return config(**{self.kind: self.text})
 
     def as_dict(self) -> dict[str, str]:

@@ -213,11 +213,13 @@ def test_completions_echo_stop_lists_and_streaming(client, model):
 
 
 @pytest.mark.parametrize("body, param", [
-    ({"prompt": [1, 2, 3]}, "prompt"),
-    ({"prompt": "x", "echo": True, "logprobs": 1}, "logprobs"),
+    ({"prompt": [10**9]}, "prompt"),  # past the vocabulary
+    ({"prompt": [1, "x"]}, "prompt"),  # neither text nor token ids
+    ({"prompt": [-1]}, "prompt"),
+    ({"prompt": "x", "prompt_logprobs": 21}, "prompt_logprobs"),
     ({"prompt": "x", "suffix": "y"}, "suffix"),
     ({"prompt": "x", "logprobs": 21}, "logprobs"),
-    ({"prompt": ""}, None),
+    ({"prompt": ""}, "prompt"),
 ])
 def test_bad_completion_requests_are_400s(server, model, body, param):
     status, answer = post(server, "/v1/completions", {"model": model, **body})

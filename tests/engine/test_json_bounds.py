@@ -36,3 +36,23 @@ def test_json_mode_compiles_the_bounded_grammar(engine):
     config = JSON_MODE.config()
     assert "{0,16}" in config.grammar and not config.json_schema
     engine.check_options(GenerationOptions(constraint=JSON_MODE))  # XGrammar takes it
+
+
+def test_schema_replies_validate_and_their_numbers_are_bounded(engine):
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "n": {"type": "integer"}, "tags": {"type": "array", "maxItems": 3,
+                                                                                  "items": {"type": "string",
+                                                                                            "maxLength": 20}}},
+              "required": ["name", "n", "tags"]}
+    constraint = from_response_format({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert "{0,16}" in constraint.config().grammar
+    text = "".join(engine.complete(('{"name": "ones", "n": ' + "1" * 60 + ', "tags": []}\n') * 6,
+                                   GenerationOptions(temperature=0, max_new_tokens=200, constraint=constraint)))
+    number = re.search(r'"n"\s*:\s*-?(\d+)', text)
+    assert number is None or len(number.group(1)) <= 16
+    if text.rstrip().endswith("}"):  # the whole object: it follows the schema
+        jsonschema.validate(json.loads(text), schema)
