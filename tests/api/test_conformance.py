@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from support.http import call
 from support.openai_shapes import problems
 
 from phi3ov.process import ServerProcess
@@ -22,13 +23,6 @@ def server(bundled_ref, tmp_path_factory):
     log = tmp_path_factory.mktemp("conformance") / "server.log"
     with ServerProcess(["--model", str(bundled_ref.path), "--request-timeout", "3"], log_path=log) as proc:
         yield proc
-
-
-def answer(server, path: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.url + path, data, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as reply:
-        return json.loads(reply.read())
 
 
 def events(server, path: str, body: dict) -> list[dict]:
@@ -44,7 +38,7 @@ HI = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
 
 
 def test_chat_answers_and_events_are_openais_shape(server):
-    whole = answer(server, "/v1/chat/completions", {"model": MODEL, "messages": HI, "max_completion_tokens": 4,
+    whole = call(server, "/v1/chat/completions", {"model": MODEL, "messages": HI, "max_completion_tokens": 4,
                                                     "logprobs": True, "top_logprobs": 2, "prompt_logprobs": 1})
     assert problems(whole, ChatCompletion) == []
     stream = events(server, "/v1/chat/completions", {
@@ -60,7 +54,7 @@ def test_completions_and_models_are_openais_shape(server):
     for body in ({"prompt": "Once upon a time", "max_tokens": 3, "logprobs": 2},
                  {"prompt": ["Once", "Twice"], "max_tokens": 2, "echo": True, "logprobs": 1},
                  {"prompt": [1, 2, 3], "max_tokens": 2, "prompt_logprobs": 0}):
-        assert problems(answer(server, "/v1/completions", {"model": MODEL, **body}), Completion) == []
+        assert problems(call(server, "/v1/completions", {"model": MODEL, **body}), Completion) == []
     stream = events(server, "/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 3, "echo": True,
                                                 "stream_options": {"include_usage": True}})
     assert stream[-2]["choices"][0]["finish_reason"] == "length" and stream[-1]["choices"] == []
@@ -69,13 +63,13 @@ def test_completions_and_models_are_openais_shape(server):
     ended = [{**e, "choices": [{**c, "finish_reason": c["finish_reason"] or "length"} for c in e["choices"]]}
              for e in stream]
     assert [p for event in ended for p in problems(event, Completion)] == []
-    models = answer(server, "/v1/models")["data"]
+    models = call(server, "/v1/models")["data"]
     assert [p for card in models for p in problems(card, Model)] == []
 
 
 def test_a_reply_cut_by_the_request_timeout_finishes_with_one_of_openais_reasons(server):
     body = {"model": MODEL, "messages": HI, "max_tokens": 4000, "ignore_eos": True}
-    whole = answer(server, "/v1/chat/completions", body)
+    whole = call(server, "/v1/chat/completions", body)
     assert problems(whole, ChatCompletion) == []
     assert whole["choices"][0]["finish_reason"] == "length"
     assert whole["choices"][0]["stopped_by"] == "request_timeout"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.http import call
 
 from phi3ov.process import ServerProcess
 
@@ -23,13 +24,6 @@ def server(bundled_ref, tmp_path_factory):
     log = tmp_path_factory.mktemp("lm-eval") / "server.log"
     with ServerProcess(["--model", str(bundled_ref.path), "--deterministic"], log_path=log) as proc:
         yield proc
-
-
-def call(server, path: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.url + path, data, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        return json.loads(answer.read())
 
 
 def log_softmax_of(folder: Path, ids: list[int]) -> np.ndarray:
