@@ -149,6 +149,12 @@ class BatchedEngine(OpenVINOEngine):
             return pipeline
 
         self._load(model, device, make_pipeline, context_length)
+        held = scheduler.num_kv_blocks * KV_BLOCK_TOKENS
+        if held < self.context_length:  # what one conversation can have here, said where the context is said
+            log.warning("The KV cache holds %d tokens, less than the model's context of %d: one conversation gets "
+                        "at most %d here (longer ones are trimmed or retrieved to fit). Raise --kv-cache-gb for more.",
+                        held, self.context_length, held)
+            self.context_length = held
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._active: dict[int, _Request] = {}

@@ -34,6 +34,23 @@ def test_context_length_caps_the_model_and_sizes_the_kv_cache(bundled_ref):
         engine.close()
 
 
+def test_the_context_served_is_what_the_kv_cache_holds_and_long_chats_fit_it(bundled_ref):
+    from phi3ov.engine.batched import KV_BLOCK_TOKENS, BatchedEngine, kv_bytes_per_token
+
+    # A KV cache of 1024 tokens, far below SmolLM2's 8192: a 128k model on a small machine is the same story.
+    gb = 1024 * kv_bytes_per_token(bundled_ref.path) / 2**30
+    engine = BatchedEngine(bundled_ref, max_num_seqs=2, kv_cache_gb=gb)
+    try:
+        assert engine.context_length == engine.scheduler_config.num_kv_blocks * KV_BLOCK_TOKENS <= 1024
+        long_chat = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 200} for i in range(15)]
+        reply = engine.chat(long_chat, GenerationOptions(temperature=0, max_new_tokens=8))
+        assert reply.fitted.dropped > 0 and reply.fitted.prompt_tokens + 8 <= engine.context_length
+        "".join(reply)  # generated to the end, not failing inside the pipeline
+        assert reply.finish_reason in ("stop", "length") and reply.stats.output_tokens > 0
+    finally:
+        engine.close()
+
+
 def test_settings_reach_the_pipeline(batched):
     assert batched.capabilities.max_concurrency == 4
     assert batched.scheduler_config.max_num_seqs == 4
