@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+EVAL := .venv-eval  # lm-evaluation-harness's own environment (make eval, and its test)
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 ARGS ?=
 # Torch for the export extra: set TORCH_INDEX=https://download.pytorch.org/whl/cpu to avoid a CUDA build.
@@ -30,7 +31,6 @@ bench: $(VENV)/.runtime  ## speed figures: raw pipeline vs. the app, medians of 
 soak: $(VENV)/.runtime  ## 500 mixed requests against a launched server: failures and RSS growth
 	$(BIN)/phi3ov bench --soak 500 $(ARGS)
 
-EVAL := .venv-eval
 # lm-evaluation-harness in its own environment: its `datasets` needs a newer huggingface-hub than optimum-intel.
 $(EVAL)/.ok: constraints-eval.txt
 	$(PYTHON) -m venv $(EVAL)
