@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EVAL := .venv-eval  # lm-evaluation-harness's own environment (make eval, and its test)
+# lm-evaluation-harness in its own environment (make eval, and its test)
+EVAL := .venv-eval
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 ARGS ?=
 # Torch for the export extra: set TORCH_INDEX=https://download.pytorch.org/whl/cpu to avoid a CUDA build.
