@@ -63,6 +63,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        "random weights, built locally as GGUF and OpenVINO exports of the same weights.")
     peers.add_argument("--rounds", type=int, default=3, help="Interleaved rounds (default 3); --runs per round.")
     peers.add_argument("--layers", type=int, default=4, help="Layers of the --shape model (default 4).")
+    peers.add_argument("--prompt-tokens", type=int, metavar="N",
+                       help="A prompt of about N tokens (text of the bundled book and a question) instead of the "
+                       "short one: first token and prefill tokens/s on long prompts.")
     peers.add_argument("--peer-folder", action="append", metavar="LABEL=FOLDER",
                        help="Also measure raw openvino-genai on another export of the same model.")
 

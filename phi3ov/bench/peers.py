@@ -57,6 +57,20 @@ def prompt_ids(folder: Path, chats: list[list[dict[str, str]]]) -> tuple[list[li
     return ids, texts[0]
 
 
+def long_prompt(folder: Path, tokens: int) -> str:
+    """A user message of about `tokens` tokens: the bundled book's start, then a question about it."""
+    import openvino_genai as ov_genai
+
+    from .document import document_text
+
+    tokenizer = ov_genai.Tokenizer(str(folder))
+
+    def count(text: str) -> int:
+        return int(tokenizer.encode(text, add_special_tokens=False).input_ids.shape[1])
+
+    return document_text(count, max(tokens - 60, 16)) + "\n\nSay in one sentence what happens above."
+
+
 def peers_python() -> Path:
     python = Path(os.environ.get("PHI3OV_PEERS_PYTHON", PEERS_VENV / "bin" / "python"))
     probe = subprocess.run([str(python), "-c", "import llama_cpp"], capture_output=True, text=True) \
@@ -96,7 +110,8 @@ def threads() -> int:
 
 def measure(contender: Contender, ids: list[list[int]], chats: list[list[dict]], text: str, n: int) -> dict:
     if contender.kind == "llamacpp":
-        job = {"gguf": str(contender.path), "prompts": ids, "max_new_tokens": n, "threads": threads(), "text": text}
+        job = {"gguf": str(contender.path), "prompts": ids, "max_new_tokens": n, "threads": threads(), "text": text,
+               "n_ctx": max(2048, max(len(x) for x in ids) + n + 16)}
         script = Path(__file__).with_name("peer_llamacpp.py")
         return _worker([str(contender.options["python"]), str(script)], job)
     if contender.kind == "openvino":
@@ -140,8 +155,8 @@ def measure_app(folder: Path, server_args: list[str], ids: list[list[int]], chat
 
 
 def run(contenders: list[Contender], folder: Path, n: int, runs: int, rounds: int,
-        log=print) -> dict[str, Any]:
-    chats = numbered_chats(runs, PROMPT)
+        log=print, prompt_tokens: int | None = None) -> dict[str, Any]:
+    chats = numbered_chats(runs, long_prompt(folder, prompt_tokens) if prompt_tokens else PROMPT)
     ids, text = prompt_ids(folder, chats)
     for r in range(rounds):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
@@ -158,6 +173,7 @@ def summarize(contenders: list[Contender], ids: list[list[int]], n: int, runs: i
         rates = [v for result in c.runs for v in result["decode_tokens_per_s"]]
         row = {"engine": c.engine, "format": c.format, "decode_tokens_per_s": round(statistics.median(rates), 1),
                "ttft_ms": round(statistics.median(ttfts), 1),
+               "prefill_tokens_per_s": round(len(ids[0]) * 1000 / statistics.median(ttfts), 0),
                "peak_rss_mb": round(max(result["peak_rss_mb"] for result in c.runs), 0)}
         checks = [result.get(k) for result in c.runs for k in ("tokenizer_agrees", "prompt_tokens_agree")]
         checks = [x for x in checks if x is not None]
@@ -176,11 +192,11 @@ def table(figures: dict, title: str) -> str:
     lines = [f"{title}: {figures['prompt_tokens']}-token prompt, {figures['max_new_tokens']} greedy tokens, "
              f"medians of {figures['rounds']} interleaved rounds x {figures['runs']} runs, {figures['threads']} threads",
              f"{'engine':<26} {'format':<38} {'decode t/s':>10} {'x llama':>7} {'1st token':>10} {'x llama':>7} "
-             f"{'peak RSS':>9} {'x llama':>7}"]
+             f"{'prefill t/s':>11} {'peak RSS':>9} {'x llama':>7}"]
     for r in figures["peers"]:
         lines.append(f"{r['engine']:<26} {r['format']:<38} {r['decode_tokens_per_s']:>10.1f} "
                      f"{r['decode_vs_llamacpp'] or 0:>7.2f} {r['ttft_ms']:>8.0f}ms {r['ttft_vs_llamacpp'] or 0:>7.2f} "
-                     f"{r['peak_rss_mb']:>7.0f}MB {r['rss_vs_llamacpp'] or 0:>7.2f}")
+                     f"{r['prefill_tokens_per_s']:>11.0f} {r['peak_rss_mb']:>7.0f}MB {r['rss_vs_llamacpp'] or 0:>7.2f}")
     unchecked = [r["engine"] for r in figures["peers"] if r["prompt_ids_checked"] is False]
     lines.append("prompt token ids: " + (f"MISMATCH for {', '.join(unchecked)}" if unchecked else
                                          "identical for every engine (checked)"))
@@ -250,7 +266,7 @@ def main(args: Any) -> int:
     else:
         contenders, folder = shape_contenders(args.shape, python, args.layers, log)
         title = f"{args.shape} shape, {args.layers} layers, random weights"
-    figures = run(contenders, folder, args.max_new_tokens, args.runs, args.rounds, log)
+    figures = run(contenders, folder, args.max_new_tokens, args.runs, args.rounds, log, args.prompt_tokens)
     figures["shape"] = args.shape
     figures["llamacpp_build"] = f"{kind or 'unknown'}: {why}"
     print(json.dumps(figures) if args.json else table(figures, title))

@@ -166,3 +166,12 @@ def test_compare_refuses_an_unknown_precision():
     assert parse_precisions(None) == [None] and parse_precisions("f32, BF16,f32") == ["f32", "bf16"]
     with pytest.raises(BadOptions, match="--precision"):
         parse_precisions("f32,int8")
+
+
+@pytest.mark.parametrize("tokens", [512, 2000])
+def test_the_peers_long_prompt_has_about_the_tokens_asked_for(bundled_ref, engine, tokens):
+    from phi3ov.bench.peers import long_prompt
+
+    text = long_prompt(bundled_ref.path, tokens)
+    counted = engine.count_prompt([{"role": "user", "content": text}])
+    assert tokens * 0.9 <= len(counted) <= tokens * 1.1
