@@ -17,6 +17,7 @@ None, and the caller hands the schema to XGrammar as it is: right first, bounded
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 WS_MAX = 16
@@ -179,8 +180,10 @@ class SchemaGrammar:
         return done[start, first]
 
 
+@lru_cache(maxsize=256)
 def schema_grammar(schema_text: str) -> str | None:
-    """The EBNF grammar for this JSON schema, or None where XGrammar's own compiler must take it."""
+    """The EBNF grammar for this JSON schema, or None where XGrammar's own compiler must take it. Remembered:
+    each reply's generation config asks again for the same schema."""
     try:
         schema = json.loads(schema_text)
         return SchemaGrammar(schema).grammar() if isinstance(schema, dict) else None

@@ -29,7 +29,6 @@ TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 ANY_JSON_OBJECT = '{"type": "object"}'  # OpenAI's {"type": "json_object"}: any JSON object
 
 
-
 @dataclass(frozen=True)
 class Constraint:
     """What the reply must match: `kind` is one of KINDS, `text` the schema (JSON text), regex or grammar.

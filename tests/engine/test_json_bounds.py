@@ -5,7 +5,10 @@ holds whatever the model writes."""
 
 from __future__ import annotations
 
+import json
 import re
+
+import jsonschema
 
 from phi3ov.options import GenerationOptions
 from phi3ov.structured import from_response_format
@@ -39,10 +42,6 @@ def test_json_mode_compiles_the_bounded_grammar(engine):
 
 
 def test_schema_replies_validate_and_their_numbers_are_bounded(engine):
-    import json
-
-    import jsonschema
-
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
                                                "n": {"type": "integer"}, "tags": {"type": "array", "maxItems": 3,
                                                                                   "items": {"type": "string",
