@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..options import GenerationOptions
 from ..structured import Constraint
 from .attachments import chips, sources
-from .markup import as_text_markup
+from .markup import as_text_markup, closed
 from .store import Chat
 
 INTERRUPTED = "\n\n*⚠ Interrupted: the page closed before this reply finished.*"
@@ -30,7 +30,7 @@ def shown(chat: Chat, in_flight: dict | None = None) -> list[dict[str, str]]:
     """The Chatbot's value for a conversation: a message with files shows their chips, a reply to it its Sources."""
     out, asked = [], None
     for m in chat["messages"]:
-        text = as_text_markup(m["content"])
+        text = closed(as_text_markup(m["content"]))  # what is added after it renders as itself
         if m["role"] == "user":
             text, asked = chips(m) + text, m
         if m.get("interrupted") and m is not in_flight:

@@ -128,7 +128,7 @@ def test_a_long_pdf_dropped_on_the_box_is_retrieved_and_sources_name_the_late_pa
 
     chat.send("Who met to discuss the budget for the harbour works?")  # a follow-up: passages of its own
     later = sources(chat)
-    assert later and all(s.startswith("minutes.pdf, page ") for s in later)
+    assert later and all(s.startswith("minutes.pdf, page ") for s in later), chat.bots()[-1]
     assert not set(later) & set(found) and sources(chat, 0) == found  # new ones; the first reply's stay as they were
     assert len(chips(chat)) == 1 and prompt_tokens(chat) <= 1024 - 40
 

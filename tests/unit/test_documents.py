@@ -288,3 +288,18 @@ def test_chips_and_sources_show_names_and_passages_as_text():
     _, reply = shown({"messages": long})
     for s in long[0]["sources"]:
         assert f"<b>minutes.pdf</b>, page {s['page']}, passage {s['passage']}: <q>" in reply["content"]
+
+
+@pytest.mark.parametrize("reply", ["Here it is:\n```python\nprint('the minutes')", "```", "~~~~\ncode\n```"])
+def test_sources_after_a_reply_cut_inside_a_code_block_are_still_sources(reply):
+    """A reply cut at the length limit inside a fenced block: the Chatbot closes the block before the note and the
+    Sources, which would otherwise render as code (Markdown rendered here as the Chatbot does, HTML allowed)."""
+    from markdown_it import MarkdownIt
+
+    from phi3ov.ui.turns import shown
+
+    long = asked_about_minutes()
+    long[1] = {"role": "assistant", "content": reply, "generation": {"finish_reason": "length"}}
+    page = MarkdownIt("commonmark", {"html": True}).render(shown({"messages": long})[1]["content"])
+    assert page.count('<li class="phi3ov-source">') == len(long[0]["sources"])
+    assert "<code" in page and "Stopped at the length limit" in page.split("</code>")[-1]
