@@ -28,6 +28,19 @@ def engine(bundled_ref):
     return LocalEngine(bundled_ref, deterministic=True)
 
 
+@pytest.fixture(scope="session")
+def qwen_export(tmp_path_factory):
+    """A tiny Qwen2 with Qwen2.5's chat template (support/tiny_qwen.py), exported int4 with `phi3ov export`."""
+    import io
+
+    from support.tiny_qwen import build_tiny_qwen
+
+    from phi3ov.models import export
+
+    source = build_tiny_qwen(tmp_path_factory.mktemp("qwensrc") / "tiny-qwen")
+    return export.export(source, tmp_path_factory.mktemp("qwen") / "tiny-qwen-int4", log=io.StringIO())
+
+
 @pytest.fixture
 def greedy():
     from phi3ov.options import GenerationOptions

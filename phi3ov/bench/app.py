@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.base import decode_speed
+from ..errors import BadOptions
 from ..options import DEFAULT_SYSTEM_PROMPT
 
 PROMPT = "Write a short story about a robot who learns to paint."
@@ -51,6 +52,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--document", type=int, nargs="?", const=2000, metavar="N",
                         help="Instead: a document of N tokens attached to a question, then a second question about "
                         "it; both first tokens, with and without the prefix cache (default N 2000).")
+    parser.add_argument("--prefill-levers", action="store_true",
+                        help="Instead: how fast a prompt of --prompt-tokens (default 2000) is read under each "
+                        "prefill lever (chunk size, split-fuse, precision, dynamic quantization, KV cache precision), "
+                        "beside this machine's matrix ceiling.")
     parser.add_argument("--soak", type=int, metavar="N",
                         help="Instead: N mixed requests (streaming or not, sampled, stopped, dropped, long "
                         "histories) against a launched server; prints failures and the server's RSS.")
@@ -60,12 +65,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     peers.add_argument("--peers", action="store_true", help="Instead: compare with llama.cpp (needs `make peers`).")
     peers.add_argument("--shape", choices=["bundled", "phi3-mini"], default="bundled",
                        help="bundled: the bundled model and its own GGUF; phi3-mini: Phi-3-mini's widths with "
-                       "random weights, built locally as GGUF and OpenVINO exports of the same weights.")
+                       "random weights, built locally as GGUF and OpenVINO exports of the same weights. Without "
+                       "--peers: the layer breakdown on that shape's all-int4 export.")
     peers.add_argument("--rounds", type=int, default=3, help="Interleaved rounds (default 3); --runs per round.")
     peers.add_argument("--layers", type=int, default=4, help="Layers of the --shape model (default 4).")
     peers.add_argument("--prompt-tokens", type=int, metavar="N",
                        help="A prompt of about N tokens (text of the bundled book and a question) instead of the "
-                       "short one: first token and prefill tokens/s on long prompts.")
+                       "short one: first token and prefill tokens/s on long prompts (the layer breakdown too).")
     peers.add_argument("--peer-folder", action="append", metavar="LABEL=FOLDER",
                        help="Also measure raw openvino-genai on another export of the same model.")
 
@@ -193,27 +199,42 @@ def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
     return run
 
 
-def chats(runs: int, prompt: str) -> list[list[dict]]:
-    """One chat to warm up, then one per run; each opens with its own number (no prefix-cache hits)."""
-    return [[{"role": "system", "content": f"Conversation {k}. {DEFAULT_SYSTEM_PROMPT}"},
+def chats(runs: int, prompt: str, layer: int = 0) -> list[list[dict]]:
+    """One chat to warm up, then one per run; each opens with its own numbers (run and layer), so no layer's run
+    finds another's prompt in a prefix cache (the engine's layers share one pipeline, the server's one more)."""
+    return [[{"role": "system", "content": f"Conversation {k}-{layer}. {DEFAULT_SYSTEM_PROMPT}"},
              {"role": "user", "content": prompt}] for k in range(1, runs + 2)]
 
 
 def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> dict[str, dict[str, float]]:
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in layers}
-    for i, messages in enumerate(chats(runs, prompt)):
+    own = {name: chats(runs, prompt, j) for j, name in enumerate(layers)}
+    for i in range(runs + 1):
         for name, layer in layers.items():
-            figures = layer(messages, n)
+            figures = layer(own[name][i], n)
             if i:  # the first chat warms each layer up
                 results[name].append(figures)
     return {name: {"ttft_ms": round(statistics.median(r[0] for r in rows), 1),
                    "tokens_per_s": round(statistics.median(r[1] for r in rows), 1)} for name, rows in results.items()}
 
 
+def shape_model(args: argparse.Namespace) -> Any:
+    """`--shape` without `--peers`: the layer breakdown on that shape's all-int4 export (built once by `--peers`)."""
+    from .. import models
+    from ..settings import default_cache_dir
+    from .shapes import build
+
+    if args.model:
+        raise BadOptions("--shape and --model name two different models.", "Give one of them.")
+    folder = build(args.shape, default_cache_dir() / "shapes", layers=args.layers,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))["ov-int4"]
+    return models.resolve(folder)
+
+
 def main(args: argparse.Namespace) -> int:
 
     from .. import models
-    from ..engine import BatchedEngine, default_properties
+    from ..engine import BatchedEngine, default_properties, model_properties
     from ..process import ServerProcess
     from ..server import make_engine
     from ..settings import ServerSettings, default_cache_dir
@@ -222,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         from .peers import main as peers_main
 
         return peers_main(args)
-    ref = models.resolve(args.model)
+    ref = shape_model(args) if args.shape != "bundled" else models.resolve(args.model)
     device = args.device or "CPU"
     if args.concurrency:
         from .concurrency import main as concurrency_main
@@ -250,6 +271,14 @@ def main(args: argparse.Namespace) -> int:
                                log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else document_table(figures))
         return 0
+    if args.prefill_levers:
+        from .prefill import run_levers
+        from .prefill import table as levers_table
+
+        figures = run_levers(ref.path, args.prompt_tokens or 2000, args.runs,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(figures) if args.json else levers_table(figures))
+        return 0
     if args.prompt_lookup:
         from .lookup import run_lookup
         from .lookup import table as lookup_table
@@ -258,22 +287,32 @@ def main(args: argparse.Namespace) -> int:
                              log=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(figures) if args.json else lookup_table(figures))
         return 0
+    if args.prompt_tokens:
+        from .peers import long_prompt
+
+        prompt = long_prompt(ref.path, args.prompt_tokens)
+    else:
+        prompt = args.prompt
     server_args = ["--model", str(ref.path), "--device", device, *args.server_arg]
     settings = ServerSettings.from_argv(server_args)  # the settings the launched server below reads too
     engine = make_engine(settings, ref)  # the engine the server serves (without the model menu around it)
-    layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, default_properties(default_cache_dir()))}
+    # The bare pipeline gets the app's own properties, so each layer below adds only what the app does.
+    bare = {**default_properties(default_cache_dir()), **model_properties(ref.path, device), **dict(settings.ov_config)}
+    layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, bare)}
     if isinstance(engine, BatchedEngine):
         layers["batching pipeline"] = batching_layer(engine)
     layers["engine"] = engine_layer(engine)
+    prompt_tokens = engine.count_tokens(chats(1, prompt)[1])
     with ServerProcess(server_args) as server:
         layers["API (HTTP + SSE)"] = api_layer(server.url)
         layers["chat UI (Gradio)"] = gradio_layer(server.url, engine.count_text)
-        figures = measure_layers(layers, args.runs, args.prompt, args.max_new_tokens)
+        figures = measure_layers(layers, args.runs, prompt, args.max_new_tokens)
     engine.close()
     base = figures["LLMPipeline"]
     from ..precision import resolve
 
     out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
+           "prompt_tokens": prompt_tokens,
            "inference_precision": str(resolve(device, dict(settings.ov_config))),
            "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
                        "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
@@ -284,7 +323,7 @@ def main(args: argparse.Namespace) -> int:
     if args.compare:
         from .optimum import measure_optimum
 
-        messages = chats(1, args.prompt)[1]
+        messages = chats(1, prompt)[1]
         opt = measure_optimum(ref.path, messages, args.max_new_tokens, args.runs)
         out["optimum"] = {"ttft_ms": round(opt["ttft_ms"], 1), "tokens_per_s": round(opt["tokens_per_s"], 1)}
     print(json.dumps(out) if args.json else table(out))
@@ -292,7 +331,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def table(f: dict) -> str:
-    lines = [f"{f['model']} on {f['device']}, {f['max_new_tokens']} greedy tokens, median of {f['runs']} interleaved runs",
+    lines = [f"{f['model']} on {f['device']}, a {f.get('prompt_tokens', '?')}-token prompt, {f['max_new_tokens']} greedy "
+             f"tokens, median of {f['runs']} interleaved runs",
              f"inference precision {f.get('inference_precision', '?')}",
              f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6}"]
     for r in f["layers"]:

@@ -14,11 +14,18 @@ Heavy packages (openvino_genai, openai) are imported when an engine is built, no
 
 from .base import Capabilities, Emit, Engine, Reply, Runner, Stats, decode_speed
 from .batched import BatchedEngine
-from .genai import OpenVINOEngine, check_device, default_properties, get_pipeline, load_failed
+from .genai import (
+           OpenVINOEngine,
+           check_device,
+           default_properties,
+           get_pipeline,
+           load_failed,
+           model_properties,
+)
 from .local import LocalEngine
 from .remote import RemoteEngine
 from .switching import SwitchableEngine, switchable
 
 __all__ = ["BatchedEngine", "Capabilities", "Emit", "Engine", "LocalEngine", "OpenVINOEngine", "RemoteEngine", "Reply",
            "Runner", "Stats", "SwitchableEngine", "decode_speed", "switchable", "check_device",
-           "default_properties", "get_pipeline", "load_failed"]
+           "default_properties", "get_pipeline", "load_failed", "model_properties"]

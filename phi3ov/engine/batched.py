@@ -123,7 +123,7 @@ class BatchedEngine(OpenVINOEngine):
                  prompt_lookup: bool = False, deterministic: bool = False, context_length: int | None = None):
         import openvino_genai as ov_genai
 
-        props = self._properties(properties, cache_dir, prompt_lookup)
+        props = self._properties(model, device, properties, cache_dir, prompt_lookup)
         scheduler = ov_genai.SchedulerConfig()
         # Blocks are allocated as requests need them, up to this many (see kv_cache_blocks).
         context = capped_context(read_info(model.path).context_length, context_length)  # the KV cache for the cap

@@ -78,6 +78,15 @@ def default_properties(cache_dir: Path) -> dict[str, str]:
     return {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "CACHE_DIR": str(cache_dir / "ov_cache")}
 
 
+def model_properties(folder: Path, device: str) -> dict[str, str]:
+    """Properties a model's own weights call for. On CPU, activations are quantized on the fly in groups of the int4
+    weights' own group size: on Phi-3-mini's widths (group 128) this read a 2,000-token prompt 1.33x as fast and
+    decoded 1.23x as fast as OpenVINO's default of 32 (`phi3ov bench --shape phi3-mini --prefill-levers`); a group
+    larger than the weights' was slower than either."""
+    group = read_info(folder).weight_group_size
+    return {"DYNAMIC_QUANTIZATION_GROUP_SIZE": str(group)} if group and device.upper() == "CPU" else {}
+
+
 _pipelines: dict[tuple, Any] = {}
 _pipelines_lock = threading.Lock()
 
@@ -129,12 +138,18 @@ class OpenVINOEngine(Engine):
     (an LLMPipeline or a ContinuousBatchingPipeline) for the checked device, and implements `_runner`.
     """
 
-    def _properties(self, properties: dict[str, str] | None, cache_dir: Path | None, prompt_lookup: bool) -> dict:
-        """The pipeline's properties: the given ones (else the defaults), with prompt lookup when asked."""
+    def _properties(self, model: ModelRef, device: str, properties: dict[str, str] | None, cache_dir: Path | None,
+                    prompt_lookup: bool) -> dict:
+        """The pipeline's properties: what the model's weights call for (model_properties), then the given ones (else
+        the defaults), which win; with prompt lookup when asked."""
         from ..settings import default_cache_dir
 
         self.prompt_lookup = prompt_lookup
-        props = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        given = properties if properties is not None else default_properties(cache_dir or default_cache_dir())
+        props = {**model_properties(model.path, device), **given}
+        if props.get("DYNAMIC_QUANTIZATION_GROUP_SIZE") and "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in given:
+            log.info("Dynamic quantization in groups of %s, the weights' own int4 group size",
+                     props["DYNAMIC_QUANTIZATION_GROUP_SIZE"])
         self.device_properties = dict(props)  # for the scorer's copy of the model (logprobs.py)
         return {**props, "prompt_lookup": True} if prompt_lookup else props
 

@@ -19,7 +19,7 @@ class LocalEngine(OpenVINOEngine):
     def __init__(self, model: ModelRef, device: str = "CPU", properties: dict[str, str] | None = None,
                  cache_dir: Path | None = None, prompt_lookup: bool = False, deterministic: bool = False,
                  context_length: int | None = None):
-        props = self._properties(properties, cache_dir, prompt_lookup)
+        props = self._properties(model, device, properties, cache_dir, prompt_lookup)
         # One reply at a time already; deterministic mode also turns the prefix cache off (see get_pipeline).
         self.capabilities = Capabilities(max_concurrency=1, can_continue=True, can_tokenize=True,
                                          deterministic=deterministic)

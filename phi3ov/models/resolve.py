@@ -51,6 +51,7 @@ class ModelInfo:
     chat_template: str | None
     stop_tokens: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    weight_group_size: int | None = None  # the int4 weights' quantization group (the smallest, if several)
 
 
 def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = None) -> ModelRef:
@@ -188,7 +189,22 @@ def read_info(folder: Path) -> ModelInfo:
         extra["generation_config"] = gen
     if "<|end|>" in (template or ""):
         stops.append("<|end|>")
-    return ModelInfo(context or DEFAULT_CONTEXT_LENGTH, source, template, tuple(stops), extra)
+    return ModelInfo(context or DEFAULT_CONTEXT_LENGTH, source, template, tuple(stops), extra,
+                     weight_group_size(folder))
+
+
+INT4_GROUPED = re.compile(r'element_type="[ui]4" shape="\d+, \d+, (\d+)"')  # [rows, groups, group] int4 weights
+
+
+def weight_group_size(folder: Path) -> int | None:
+    """The group size of a folder's grouped int4 weights, read from the IR (the smallest where layers differ, as
+    when a width is not a multiple of the export's group size); None for per-channel or no int4 weights."""
+    try:
+        xml = (Path(folder) / "openvino_model.xml").read_text(errors="replace")
+        found = {int(g) for g in INT4_GROUPED.findall(xml) if int(g) > 1}  # [rows, groups, 1]: zero points
+    except OSError:
+        return None
+    return min(found) if found else None
 
 
 def chat_template(folder: Path) -> str | None:

@@ -8,7 +8,6 @@ reads back into OpenAI's `tool_calls`. The reader itself is checked on written t
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -61,16 +60,6 @@ def test_templates_that_take_tools():
     assert call_format(QWEN25_TEMPLATE) == "hermes"
     assert not takes_tools("{% for message in messages %}{{ message['content'] }}{% endfor %}")
     assert call_format("{% if tools %}[TOOL_CALLS]{% endif %}") is None
-
-
-@pytest.fixture(scope="session")
-def qwen_export(tmp_path_factory):
-    from support.tiny_qwen import build_tiny_qwen
-
-    from phi3ov.models import export
-
-    source = build_tiny_qwen(tmp_path_factory.mktemp("qwensrc") / "tiny-qwen")
-    return export.export(source, tmp_path_factory.mktemp("qwen") / "tiny-qwen-int4", log=io.StringIO())
 
 
 @pytest.fixture(scope="module")

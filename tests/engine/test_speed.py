@@ -175,3 +175,30 @@ def test_the_peers_long_prompt_has_about_the_tokens_asked_for(bundled_ref, engin
     text = long_prompt(bundled_ref.path, tokens)
     counted = engine.count_prompt([{"role": "user", "content": text}])
     assert tokens * 0.9 <= len(counted) <= tokens * 1.1
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_peers_rss_is_each_workers_own_and_follows_its_model(bundled_ref, qwen_export):
+    """Two raw openvino-genai workers on different models report different peaks, each its own process's: the
+    bundled SmolLM2 (88 MB of weights) needs far more than a tiny Qwen2."""
+    from phi3ov.bench.peers import Contender, measure, numbered_chats, prompt_ids
+    peaks = {}
+    for name, folder in (("bundled", bundled_ref.path), ("tiny", qwen_export.folder)):
+        chats = numbered_chats(1, "Say hello.")
+        ids, text = prompt_ids(folder, chats)
+        result = measure(Contender("openvino-genai LLMPipeline", name, "openvino", folder), ids, chats, text, 4)
+        peaks[name] = result["peak_rss_mb"]
+    assert 0 < peaks["tiny"] < peaks["bundled"] - 50, peaks  # ru_maxrss gave both this process's own peak
+
+
+def test_the_cpu_quantizes_activations_in_the_weights_own_groups(bundled_ref):
+    from phi3ov.engine import LocalEngine, model_properties
+    from phi3ov.models import read_info
+
+    assert read_info(bundled_ref.path).weight_group_size == 32  # the GGUF's Q4_1 blocks of 32
+    assert model_properties(bundled_ref.path, "CPU") == {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}
+    assert model_properties(bundled_ref.path, "GPU") == {}
+    unloaded = object.__new__(LocalEngine)  # only the properties are worked out, no pipeline is built
+    chosen = unloaded._properties(bundled_ref, "CPU", {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}, None, False)
+    assert chosen["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == "0"  # what the user sets (--ov-config) wins
