@@ -7,9 +7,12 @@ running replies by a token, so a second user does not wait for the first one's w
 
     reply worker (one per reply)            driver thread (one per engine)
     encode prompt, submit request   ---->   add_request -> GenerationHandle
-                                            step(); read each handle's new token ids
-    decode ids with a TextStreamer  <----   put them on that request's queue; then an end mark
-    emit text to the Reply
+                                            step(); read each handle's new token ids, turn
+                                            them into text (detokenizer.py) and emit it to
+    wait for the end mark; the figures <--  the Reply; then an end mark on the request's queue
+
+With log probabilities asked for, the ids go to the reply worker instead, which scores and decodes them (so the
+scoring never delays the other replies' steps).
 
 Stop (the UI's button, a dropped HTTP client) sets the reply's stop event; the driver then calls
 `handle.stop()` for that request only, so the others keep running. Prefix caching is on: the
@@ -38,21 +41,32 @@ from .genai import OpenVINOEngine, capped_context, load_failed
 log = logging.getLogger(__name__)
 
 _END = object()  # a request's last queue item when it finished normally
+# ContinuousBatchingPipeline.step() holds the GIL for the whole step (its binding does not release it), so no other
+# Python thread runs meanwhile: text emitted after a step reaches the page or the HTTP client only once the next
+# step is over, a decode step late. After a step that gave a reply its first text the driver sleeps this long, so
+# the readers (the API's or Gradio's threads, then their event loop) send it first: on Phi-3-mini's widths the API's
+# first token came 25-35 ms earlier for 1 ms once per reply.
+HANDOFF_S = 0.001
 
 
 class _Request:
     """One reply inside the pipeline: what to generate, and the queue its token ids go to."""
 
-    def __init__(self, input_ids: Any, config: Any, stop: threading.Event):
+    def __init__(self, input_ids: Any, config: Any, stop: threading.Event, tokens: Any = None, emit: Emit | None = None):
         self.input_ids = input_ids
         self.config = config
         self.stop = stop
-        self.out: queue.SimpleQueue = queue.SimpleQueue()  # lists of token ids, then _END or an exception
+        # With `tokens` (ReplyTokens) and `emit`, the driver turns new ids into text and emits it itself (see _read);
+        # `out` then only carries the end. Otherwise `out` carries lists of token ids, then _END or an exception.
+        self.tokens, self.emit = tokens, emit
+        self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.handle: Any = None
         self.submitted = time.perf_counter()
         self.first: float | None = None  # when the first token arrived
         self.last: float | None = None  # when the latest token arrived
         self.generated = 0  # tokens read so far
+        self.steps = 0  # steps that gave it tokens
+        self.shown = False  # some of its text has been emitted
 
     def fail(self, err: BaseException) -> None:
         """End this reply with `err`: stop it in the pipeline (freed at the next step) and tell its reader."""
@@ -160,6 +174,7 @@ class BatchedEngine(OpenVINOEngine):
         self._active: dict[int, _Request] = {}
         self._ids = itertools.count()
         self._closed = False
+        self._first_text = False  # the last step gave a reply its first text (see HANDOFF_S)
         self._stepping = threading.Lock()  # held by the driver around each step; see exclusive()
         self._driver = threading.Thread(target=self._drive, name="phi3ov-batching", daemon=True)
         self._driver.start()
@@ -185,19 +200,20 @@ class BatchedEngine(OpenVINOEngine):
 
         def run(emit: Emit, stop: threading.Event) -> Stats:
             tokens = self.reply_tokens(prompt_ids, options)  # text at once, no tokens held back
-            request = _Request(ov.Tensor(np.array([prompt_ids], dtype=np.int64)), config, stop)
+            # Text is made in the driver, between steps (scoring log probabilities stays here, off the driver).
+            direct = tokens.session is None
+            request = _Request(ov.Tensor(np.array([prompt_ids], dtype=np.int64)), config, stop,
+                               tokens if direct else None, emit if direct else None)
             self._submit(request)
 
-            generated = steps = 0
             while (item := self._next(request)) is not _END:
                 if isinstance(item, BaseException):
                     raise item
-                generated += len(item)
-                steps += 1
                 if piece := tokens.push(item):
                     emit(piece)
             if rest := tokens.end():
                 emit(rest)
+            generated, steps = request.generated, request.steps
             first = request.first or time.perf_counter()
             last = request.last or first
             return Stats(
@@ -239,6 +255,9 @@ class BatchedEngine(OpenVINOEngine):
                 new = self._admissible()
             with self._stepping:
                 self._admit_and_step(new)
+            if self._first_text:
+                self._first_text = False
+                time.sleep(HANDOFF_S)
         self._shutdown()
 
     def _admissible(self) -> list[_Request]:
@@ -297,11 +316,17 @@ class BatchedEngine(OpenVINOEngine):
             for output in handle.read().values():  # one sequence per request (no beam search)
                 if output.generated_ids:
                     request.generated += len(output.generated_ids)
+                    request.steps += 1
                     if self.fault is not None:
                         self.fault.check(request.generated, ("after_tokens",))
                     request.first = request.first or now
                     request.last = now
-                    request.out.put(list(output.generated_ids))
+                    if request.tokens is None:
+                        request.out.put(list(output.generated_ids))
+                    elif piece := request.tokens.push(list(output.generated_ids)):
+                        request.emit(piece)
+                        self._first_text = self._first_text or not request.shown
+                        request.shown = True
         status = handle.get_status()
         if status == ov_genai.GenerationStatus.RUNNING:
             return False
