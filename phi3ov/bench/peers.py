@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadOptions, Phi3ovError
+from ..models import read_info
 from .app import PROMPT, stream_api
 from .app import chats as numbered_chats
 
@@ -158,12 +159,20 @@ def run(contenders: list[Contender], folder: Path, n: int, runs: int, rounds: in
         log=print, prompt_tokens: int | None = None) -> dict[str, Any]:
     chats = numbered_chats(runs, long_prompt(folder, prompt_tokens) if prompt_tokens else PROMPT)
     ids, text = prompt_ids(folder, chats)
+    skipped = []
+    context = read_info(folder).context_length
+    if max(map(len, ids)) + n > context:  # the app keeps to the model's context (it would trim the prompt)
+        skipped = [f"{c.engine} · {c.format}: a {max(map(len, ids))}-token prompt and {n} new tokens exceed the "
+                   f"model's context of {context} tokens, which the app keeps to" for c in contenders if c.kind == "app"]
+        contenders = [c for c in contenders if c.kind != "app"]
+        for line in skipped:
+            log(f"skipped {line}")
     for r in range(rounds):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for contender in order:
             log(f"round {r + 1}/{rounds}: {contender.engine} · {contender.format}")
             contender.runs.append(measure(contender, ids, chats, text, n))
-    return summarize(contenders, ids, n, runs, rounds)
+    return {**summarize(contenders, ids, n, runs, rounds), "skipped": skipped}
 
 
 def summarize(contenders: list[Contender], ids: list[list[int]], n: int, runs: int, rounds: int) -> dict:
@@ -200,6 +209,7 @@ def table(figures: dict, title: str) -> str:
     unchecked = [r["engine"] for r in figures["peers"] if r["prompt_ids_checked"] is False]
     lines.append("prompt token ids: " + (f"MISMATCH for {', '.join(unchecked)}" if unchecked else
                                          "identical for every engine (checked)"))
+    lines += [f"skipped {line}" for line in figures.get("skipped") or ()]
     if figures.get("llamacpp_build"):
         lines.append(f"llama.cpp build: {figures['llamacpp_build']}")
     return "\n".join(lines)
