@@ -227,8 +227,8 @@ class ReplyTokens:
     of the tokens when a scoring session is given. Stop tokens (the end of the turn) have no text and no entry."""
 
     def __init__(self, tokenizer: Any, session: ScoringSession | None = None, top: int = 0,
-                 hidden: set[int] | None = None):
-        self.detokenizer = Detokenizer(tokenizer)
+                 hidden: set[int] | None = None, pieces: list[str | None] | None = None):
+        self.detokenizer = Detokenizer(tokenizer, pieces)
         self.session, self.top, self.hidden = session, top, hidden or set()
         self.pending: list[TokenLogprob] = []
         self.counted = 0  # tokens read since the last Piece

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phi3ov.detokenizer import Detokenizer
+from phi3ov.detokenizer import Detokenizer, token_pieces
 
 TEXTS = ["Héllo wörld! 日本語のテキスト 🎉🎉 and code: def f(x):\n    return x  # done. Ça va?",
          " a leading space", "a\n\n  b . , end", "مرحبا بالعالم، كيف حالك؟ السلام عليكم"]
@@ -17,10 +17,16 @@ def tokenizer(bundled_ref):
     return ov_genai.Tokenizer(str(bundled_ref.path))
 
 
+@pytest.fixture(scope="module")
+def pieces(tokenizer):
+    return token_pieces(tokenizer)
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["tokenizer", "table"])
 @pytest.mark.parametrize("text", TEXTS)
-def test_pieces_join_to_the_decoded_reply_token_by_token(tokenizer, text):
+def test_pieces_join_to_the_decoded_reply_token_by_token(tokenizer, pieces, text, table):
     ids = [int(i) for i in tokenizer.encode(text, add_special_tokens=False).input_ids.data[0]]
-    detokenizer = Detokenizer(tokenizer)
+    detokenizer = Detokenizer(tokenizer, pieces if table else None)
     pieces = [detokenizer.push([i]) for i in ids] + [detokenizer.end()]
     assert "".join(pieces) == tokenizer.decode(ids)
     assert pieces[0], "the first token's text comes out at once, not tokens later"
@@ -50,3 +56,34 @@ def test_text_comes_tokens_earlier_than_with_genai_text_streamer(tokenizer):
         if detokenizer.push([token]) and ours is None:
             ours = n
     assert ours == 0 and (theirs is None or theirs > ours)
+
+
+class Counting:
+    """The real tokenizer, counting its decode calls (or, `wrong`, decoding sequences of several tokens wrongly)."""
+
+    def __init__(self, tokenizer, wrong: bool = False):
+        self.tokenizer, self.wrong, self.calls = tokenizer, wrong, 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def decode(self, ids, **kwargs):
+        self.calls += 1
+        out = self.tokenizer.decode(ids, **kwargs)
+        if self.wrong and ids and isinstance(ids[0], list):
+            return [text + "!" if len(seq) > 3 else text for seq, text in zip(ids, out, strict=True)]
+        return out
+
+
+def test_the_table_spares_the_tokenizer_for_whole_character_tokens(tokenizer, pieces):
+    assert pieces is not None and sum(p is not None for p in pieces) > 0.9 * len(pieces)
+    ids = [int(i) for i in tokenizer.encode("The sea is calm and blue today, and the boats are out.",
+                                            add_special_tokens=False).input_ids.data[0]]
+    counting = Counting(tokenizer)
+    detokenizer = Detokenizer(counting, pieces)
+    text = "".join(detokenizer.push([i]) for i in ids)
+    assert text == tokenizer.decode(ids) and counting.calls == 1  # the first token only
+
+
+def test_a_table_that_does_not_reproduce_the_tokenizer_is_not_used(tokenizer):
+    assert token_pieces(Counting(tokenizer, wrong=True)) is None
