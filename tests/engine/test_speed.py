@@ -116,7 +116,7 @@ def test_peers_feed_every_engine_the_same_ids(bundled_ref):
 
     ids, text = prompt_ids(bundled_ref.path, chats(2, PROMPT))
     assert len(ids) == 3 and len({len(x) for x in ids}) == 1 and ids[0] != ids[1]
-    assert text.startswith("<|im_start|>system\nConversation 1.")
+    assert text.startswith("<|im_start|>system\nConversation 1-0.")  # run 1, layer 0
 
 
 def test_peers_without_llama_cpp_say_how_to_get_it(monkeypatch, tmp_path):
