@@ -37,15 +37,13 @@ def _model(precision: str) -> Any:
     return ov.Model([out], [x], f"probe-{precision}")
 
 
-def probe(precision: str, runs: int = 7, threads: int | None = None) -> dict[str, float]:
+def probe(precision: str, runs: int = 7) -> dict[str, float]:
     """TFLOP/s (int8: tera-operations/s) of one M x K x N product in `precision`, median of `runs`."""
     import numpy as np
     import openvino as ov
 
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
                               "INFERENCE_PRECISION_HINT": "f32" if precision == "f32" else "bf16"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
     compiled = ov.Core().compile_model(_model(precision), "CPU", config)
     request = compiled.create_infer_request()
     x = np.random.default_rng(1).uniform(0, 4, (M, K)).astype(np.float32)

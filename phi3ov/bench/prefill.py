@@ -1,13 +1,13 @@
 """`phi3ov bench --prefill-levers`: how fast a long prompt is read, and what each lever does to it.
 
 One prompt of about N tokens (`--prompt-tokens`, default 2,000) is read by the pipeline the app serves with
-(ContinuousBatchingPipeline, the app's scheduler settings and properties, model_properties included), once per lever
-setting: the scheduler's
-`max_num_batched_tokens` (the prefill chunk), dynamic split-fuse, the inference precision, the dynamic quantization
-group and the KV cache precision, plus a bare LLMPipeline (the whole prompt in one inference). Every setting is its
-own pipeline, loaded once; the runs are interleaved (round r runs every setting once), the prefix cache is off, and
-each run writes DECODE_TOKENS greedy tokens after the first, so a lever's cost to decoding shows beside its gain. Each round's prompt opens with its own number, so
-the LLMPipeline (whose CPU backend keeps a prefix cache of its own) reads it whole too. The machine's own matrix ceiling (compute.py) is
+(ContinuousBatchingPipeline, the app's scheduler settings and properties, model_properties included), once per
+lever setting: the scheduler's `max_num_batched_tokens` (the prefill chunk), dynamic split-fuse, the inference
+precision, the dynamic quantization group and the KV cache precision, plus a bare LLMPipeline (the whole prompt in
+one inference). Every setting is its own pipeline, loaded once; the runs are interleaved (round r runs every setting
+once), the prefix cache is off, and each run writes DECODE_TOKENS greedy tokens after the first, so a lever's cost
+to decoding shows beside its gain. Each round's prompt opens with its own number, so the LLMPipeline (whose CPU
+backend keeps a prefix cache of its own) reads it whole too. The machine's own matrix ceiling (compute.py) is
 printed beside it: prefill tokens/s x 2 x the model's linear weights per token is the matrix work done.
 """
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .compute import machine_peak
+from .compute import machine_peak, prefill_tflops
 
 BASE = "app default"
 # label -> (scheduler changes, property changes); the app's own settings are the base of each.
@@ -108,7 +108,7 @@ def run_levers(folder: Path, tokens: int, runs: int, log=print, levers: dict | N
         median = statistics.median(ms)
         rate = len(ids) / (median / 1000)
         rows.append({"lever": label, "first_token_ms": round(median, 1), "prefill_tokens_per_s": round(rate, 1),
-                     "vs_default": round(base / median, 3), "tflops": round(work * rate / 1e12, 3),
+                     "vs_default": round(base / median, 3), "tflops": round(prefill_tflops(work, rate), 3),
                      "decode_tokens_per_s": round(statistics.median(decode[label]), 1),
                      "decode_vs_default": round(statistics.median(decode[label]) / base_decode, 3)})
     return {"folder": str(folder), "prompt_tokens": len(ids), "runs": runs, "flops_per_token": work, "app": app,

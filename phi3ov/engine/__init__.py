@@ -15,12 +15,12 @@ Heavy packages (openvino_genai, openai) are imported when an engine is built, no
 from .base import Capabilities, Emit, Engine, Reply, Runner, Stats, decode_speed
 from .batched import BatchedEngine
 from .genai import (
-           OpenVINOEngine,
-           check_device,
-           default_properties,
-           get_pipeline,
-           load_failed,
-           model_properties,
+    OpenVINOEngine,
+    check_device,
+    default_properties,
+    get_pipeline,
+    load_failed,
+    model_properties,
 )
 from .local import LocalEngine
 from .remote import RemoteEngine

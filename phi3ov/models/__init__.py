@@ -25,7 +25,9 @@ from .resolve import (
     read_info,
     read_json,
     resolve,
+    weight_group_size,
 )
 
 __all__ = ["HUB_ID", "SEED_EXPORT_DIR", "ModelInfo", "ModelRef", "bundled", "bundled_gguf", "chat_template",
-           "convert_gguf", "display_name", "is_complete", "read_info", "read_json", "resolve"]
+           "convert_gguf", "display_name", "is_complete", "read_info", "read_json", "resolve",
+           "weight_group_size"]

@@ -51,7 +51,6 @@ class ModelInfo:
     chat_template: str | None
     stop_tokens: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
-    weight_group_size: int | None = None  # the int4 weights' quantization group (the smallest, if several)
 
 
 def resolve(spec: str | os.PathLike | None = None, *, cache_dir: Path | None = None) -> ModelRef:
@@ -189,8 +188,7 @@ def read_info(folder: Path) -> ModelInfo:
         extra["generation_config"] = gen
     if "<|end|>" in (template or ""):
         stops.append("<|end|>")
-    return ModelInfo(context or DEFAULT_CONTEXT_LENGTH, source, template, tuple(stops), extra,
-                     weight_group_size(folder))
+    return ModelInfo(context or DEFAULT_CONTEXT_LENGTH, source, template, tuple(stops), extra)
 
 
 INT4_GROUPED = re.compile(r'element_type="[ui]4" shape="\d+, \d+, (\d+)"')  # [rows, groups, group] int4 weights

@@ -194,9 +194,9 @@ def test_peers_rss_is_each_workers_own_and_follows_its_model(bundled_ref, qwen_e
 
 def test_the_cpu_quantizes_activations_in_the_weights_own_groups(bundled_ref):
     from phi3ov.engine import LocalEngine, model_properties
-    from phi3ov.models import read_info
+    from phi3ov.models import weight_group_size
 
-    assert read_info(bundled_ref.path).weight_group_size == 32  # the GGUF's Q4_1 blocks of 32
+    assert weight_group_size(bundled_ref.path) == 32  # the GGUF's Q4_1 blocks of 32
     assert model_properties(bundled_ref.path, "CPU") == {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}
     assert model_properties(bundled_ref.path, "GPU") == {}
     unloaded = object.__new__(LocalEngine)  # only the properties are worked out, no pipeline is built
