@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from ..engine import Reply
 from ..errors import Phi3ovError
@@ -53,7 +53,7 @@ async def stream_events(replies: list[Reply], head: list[dict[str, Any]],
             for event in head:
                 yield sse(counted(event))
             for index, reply in enumerate(replies):
-                async for piece in iterate_in_threadpool(reply.pieces()):
+                async for piece in reply.apieces():  # the worker posts into this loop: no thread hop
                     for event in events(index, reply, piece):
                         yield sse(counted(event))
                 for event in events(index, reply, None):

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engine.base import decode_speed
+from ..engine.reply import decode_speed
 from ..errors import BadOptions
 from ..options import DEFAULT_SYSTEM_PROMPT
 

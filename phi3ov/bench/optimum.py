@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ..engine.base import decode_speed
+from ..engine.reply import decode_speed
 from ..errors import ExportFailed, ModelNotServable
 
 OPTIMUM_FILES = ("config.json", "openvino_model.xml")

@@ -7,10 +7,7 @@ Every caller (the UI, the API, the terminal chat, the benchmark) uses one interf
         ...
     reply.text, reply.stats, reply.finish_reason, reply.fitted.notice
 
-`Reply` turns a backend's callback into a generator: a worker thread runs the backend, which
-pushes text onto a queue; the worker always posts one final item (done or the exception), so
-the consumer is never left waiting. `reply.stop()` or closing the generator sets a stop event
-that the backend checks between tokens.
+`Reply` (reply.py) turns a backend's callback into a stream, for a thread or an event loop.
 
 Conversations are never stored in an engine: each call gets the whole message list from its
 caller.
@@ -20,168 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import faults
 from ..conversation import Fitted, Message, fit
-from ..errors import (
-    BadOptions,
-    GenerationFailed,
-    Phi3ovError,
-)
-from ..logprobs import Piece, PromptToken
+from ..errors import BadOptions
 from ..options import GenerationOptions
+from .reply import Reply, Runner
 
 log = logging.getLogger(__name__)
 prompt_log = logging.getLogger("phi3ov.prompts")
-
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Figures of one reply. Backend figures where the backend reports them."""
-
-    ttft_ms: float  # time to first token
-    tokens_per_s: float  # decode speed after the first token
-    input_tokens: int
-    output_tokens: int
-    total_s: float
-    seed: int | None = None
-    steps: int | None = None  # pipeline steps that produced tokens (fewer than tokens when lookup pays off)
-
-    def summary(self) -> str:
-        return (
-            f"first token {self.ttft_ms:.0f} ms · {self.tokens_per_s:.1f} tokens/s · "
-            f"{self.input_tokens} prompt + {self.output_tokens} generated tokens · {self.total_s:.2f} s"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def decode_speed(tokens: int, first: float, last: float) -> float:
-    """Decode speed: the tokens after the first over the time from the first to the last (0 where undefined)."""
-    return (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
-
-
-Emit = Callable[[str | Piece], None]  # text, or text with the log probabilities of its tokens
-Runner = Callable[[Emit, threading.Event], Stats]
-
-_DONE = object()
-
-
-class Reply:
-    """One streaming reply. Iterate once for text chunks; read the figures afterwards."""
-
-    def __init__(self, run: Runner, fitted: Fitted, options: GenerationOptions, timeout_s: float | None = None):
-        self._run = run
-        self.timeout_s = timeout_s  # the reply is stopped this long after it starts (None: no limit)
-        self.timed_out = False
-        self.fitted = fitted
-        self.options = options
-        self.text = ""
-        self.logprobs: list = []  # TokenLogprob of each generated token, when options.logprobs
-        self.tokens_so_far = 0  # generated tokens streamed so far, where the backend counts them
-        self.stats: Stats | None = None
-        self.finish_reason: str | None = None  # "stop", "length", "cancelled" or "timeout"
-        self._stop = threading.Event()
-        self._started = False
-        self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
-        self.prefix = ""  # a continued reply: the text it goes on from (the streamed text comes after it)
-        self.prompt_logprobs: list[PromptToken] | None = None  # each prompt token scored, when options ask for it
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    def stop(self) -> None:
-        """Ask the backend to stop; it ends within a token and the text so far is kept."""
-        self._stop.set()
-
-    def _time_out(self) -> None:
-        self.timed_out = True
-        self._stop.set()
-
-    def __iter__(self) -> Iterator[str]:
-        return (piece.text for piece in self.pieces() if piece.text)
-
-    def pieces(self) -> Iterator[Piece]:
-        """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for)."""
-        if self._started:
-            raise RuntimeError("A reply can be iterated only once.")
-        self._started = True
-        return self._stream()
-
-    def _stream(self) -> Iterator[Piece]:
-        chunks: queue.SimpleQueue = queue.SimpleQueue()
-        outcome: list[Any] = []
-
-        def work() -> None:
-            try:
-                outcome.append(self._run(chunks.put, self._stop))
-            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
-                outcome.append(err)
-            finally:
-                chunks.put(_DONE)
-
-        started = time.perf_counter()
-        worker = threading.Thread(target=work, name="phi3ov-generate", daemon=True)
-        worker.start()
-        timer = None
-        if self.timeout_s:
-            timer = threading.Timer(self.timeout_s, self._time_out)
-            timer.daemon = True
-            timer.start()
-        try:
-            done = False
-            while not done:
-                # Send what is ready: one chunk when the consumer keeps up, all the queued ones
-                # joined when it fell behind, so a slow consumer costs one update, not one per token.
-                pending = [chunks.get()]
-                while pending[-1] is not _DONE:
-                    try:
-                        pending.append(chunks.get_nowait())
-                    except queue.Empty:
-                        break
-                done = pending[-1] is _DONE
-                items = [item if isinstance(item, Piece) else Piece(item) for item in pending if item is not _DONE]
-                text = "".join(item.text for item in items)
-                logprobs = [entry for item in items for entry in item.logprobs]
-                self.tokens_so_far += sum(item.tokens for item in items)
-                if not text and not logprobs:
-                    continue
-                if self.client_ttft_ms is None and text:
-                    self.client_ttft_ms = (time.perf_counter() - started) * 1000
-                self.text += text
-                self.logprobs += logprobs
-                yield Piece(text, logprobs, sum(item.tokens for item in items))
-            result = outcome[0] if outcome else GenerationFailed("The generation ended without a result.")
-            if isinstance(result, BaseException):
-                if isinstance(result, Phi3ovError):
-                    raise result
-                detail = [line for line in str(result).splitlines() if line.strip()] or [""]
-                raise GenerationFailed(
-                    f"Generation failed: {type(result).__name__}: {detail[-1].strip()}",
-                    "The text so far is kept; try again, or lower “max new tokens”.",
-                ) from result
-            self.stats = result
-            if self.timed_out:
-                self.finish_reason = "timeout"
-            elif self._stop.is_set():
-                self.finish_reason = "cancelled"
-            elif result.output_tokens >= self.options.max_new_tokens:
-                self.finish_reason = "length"
-            else:
-                self.finish_reason = "stop"
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._stop.set()  # a closed generator (Stop button, dropped client) stops the backend
 
 
 @dataclass(frozen=True)

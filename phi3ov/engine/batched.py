@@ -35,8 +35,9 @@ from ..conversation import Fitted
 from ..errors import EngineNotReady, GenerationFailed
 from ..models import ModelRef, read_info
 from ..options import GenerationOptions
-from .base import Capabilities, Emit, Runner, Stats, decode_speed
+from .base import Capabilities
 from .genai import OpenVINOEngine, capped_context, load_failed
+from .reply import Emit, Runner, Stats, decode_speed
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from ..models import ModelRef, read_info, weight_group_size
 from ..options import SEED_MAX, GenerationOptions
 from ..special_tokens import SpecialTokens
 from ..structured import GrammarChecker
-from .base import Engine, Reply, Runner
+from .base import Engine
+from .reply import Reply, Runner
 
 log = logging.getLogger(__name__)
 

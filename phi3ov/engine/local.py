@@ -9,8 +9,9 @@ from pathlib import Path
 from ..conversation import Fitted
 from ..models import ModelRef
 from ..options import GenerationOptions
-from .base import Capabilities, Emit, Runner, Stats
+from .base import Capabilities
 from .genai import FairLock, OpenVINOEngine, get_pipeline
+from .reply import Emit, Runner, Stats
 
 
 class LocalEngine(OpenVINOEngine):

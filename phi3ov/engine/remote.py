@@ -28,7 +28,8 @@ from ..conversation import Fitted, Message
 from ..errors import BadOptions, ContextOverflow, EngineNotReady, GenerationFailed, ModelNotFound
 from ..logprobs import Piece, TokenLogprob
 from ..options import GenerationOptions
-from .base import Capabilities, Emit, Engine, Runner, Stats, decode_speed
+from .base import Capabilities, Engine
+from .reply import Emit, Runner, Stats, decode_speed
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when neither the flag nor the server says (phi3ov and vLLM send max_model_len)
 BYTES_PER_TOKEN = 3

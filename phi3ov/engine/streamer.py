@@ -9,7 +9,7 @@ import openvino_genai as ov_genai
 
 from .. import faults
 from ..logprobs import ReplyTokens
-from .base import Emit
+from .reply import Emit
 
 
 class Streamer(ov_genai.StreamerBase):

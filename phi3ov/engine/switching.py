@@ -22,7 +22,8 @@ from ..errors import BadOptions, EngineNotReady, ModelNotFound
 from ..models import ModelRef
 from ..models.catalog import Choice, available
 from ..options import GenerationOptions
-from .base import Capabilities, Engine, Reply
+from .base import Capabilities, Engine
+from .reply import Reply
 
 log = logging.getLogger(__name__)
 
