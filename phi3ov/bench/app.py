@@ -219,14 +219,15 @@ def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> 
 
 
 def shape_model(args: argparse.Namespace) -> Any:
-    """`--shape` without `--peers`: the layer breakdown on that shape's all-int4 export (built once by `--peers`)."""
+    """`--shape` without `--peers`: the layer breakdown on that shape's all-int4 export (built here if `--peers`
+    has not built it yet: without llama.cpp's GGUFs, which this needs none of)."""
     from .. import models
     from ..settings import default_cache_dir
     from .shapes import build
 
     if args.model:
         raise BadOptions("--shape and --model name two different models.", "Give one of them.")
-    folder = build(args.shape, default_cache_dir() / "shapes", layers=args.layers,
+    folder = build(args.shape, default_cache_dir() / "shapes", layers=args.layers, gguf=False,
                    log=lambda line: print(line, file=sys.stderr, flush=True))["ov-int4"]
     return models.resolve(folder)
 

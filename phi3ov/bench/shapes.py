@@ -78,8 +78,9 @@ print(json.dumps({"generated": result.perf_metrics.get_num_generated_tokens(), "
 """
 
 
-def build(shape: str, cache: Path, *, layers: int = 4, log=print) -> dict[str, Path]:
-    """Build (or reuse) the `shape` model with `layers` layers in cache/shape/<layers>l; returns its paths."""
+def build(shape: str, cache: Path, *, layers: int = 4, log=print, gguf: bool = True) -> dict[str, Path]:
+    """Build (or reuse) the `shape` model with `layers` layers in cache/shape/<layers>l; returns its paths.
+    `gguf=False`: the checkpoint and the OpenVINO exports only (the layer breakdown needs no llama.cpp)."""
     if shape not in SHAPES:
         raise BadOptions(f"Unknown model shape {shape!r}.", f"Choose one of: {', '.join(SHAPES)}.")
     if layers < 1:
@@ -87,18 +88,20 @@ def build(shape: str, cache: Path, *, layers: int = 4, log=print) -> dict[str, P
     root = Path(cache).expanduser().absolute() / shape / f"{layers}l"
     paths = {"hf": root / "hf", **{q: root / f"{shape}-{layers}l-{q}.gguf" for q in QUANTS},
              **{name: root / name for name in OV_EXPORTS}}
-    if (root / MARKER).exists() and all(p.exists() for p in paths.values()):
+    if not gguf:
+        paths = {name: path for name, path in paths.items() if name not in QUANTS}
+    if ((root / MARKER).exists() or not gguf) and all(p.exists() for p in paths.values()):
         log(f"Reusing the {shape} ({layers} layers, random weights) model in {root}")
         return paths
+    if gguf:
+        from .peers import peers_python  # raises PeersMissing ("run `make peers` first") before any work
 
-    from .peers import peers_python  # raises PeersMissing ("run `make peers` first") before any work
-
-    python = peers_python()
+        python = peers_python()
     root.mkdir(parents=True, exist_ok=True)
     started, notes = time.perf_counter(), []
     _step(paths["hf"], f"transformers checkpoint ({layers} layers, float16)", log,
           lambda tmp: _write_checkpoint(tmp, SHAPES[shape], layers))
-    if not all(paths[q].exists() for q in QUANTS):
+    if gguf and not all(paths[q].exists() for q in QUANTS):
         tools = _convert_tools(Path(cache).expanduser().absolute(), log)
         with tempfile.TemporaryDirectory(prefix=".f16.", dir=root) as work:
             f16 = Path(work) / "f16.gguf"  # only the quantized files are kept
@@ -125,6 +128,9 @@ def build(shape: str, cache: Path, *, layers: int = 4, log=print) -> dict[str, P
             _step(paths[name], f"OpenVINO export {' '.join(flags)}", log, lambda tmp, f=flags: export(tmp, f))
 
     seconds = time.perf_counter() - started
+    if not gguf:  # each step above is in place or absent, whole; the marker waits for the GGUFs too
+        log(f"Built the {shape} model's OpenVINO exports ({layers} layers) in {root} in {seconds:.0f} s")
+        return paths
     with _staged(root / MARKER) as marker:  # last: its presence means everything above is in place
         marker.write_text(json.dumps({
             "shape": shape, "layers": layers, "config": SHAPES[shape], "seed": 0,
