@@ -7,7 +7,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +84,13 @@ def busy_status(text: str) -> str:
     return f'<span class="phi3ov-busy">{html.escape(text)}</span>'
 
 
-async def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions,
-                       session: Session | None = None, metrics: Any = None, continuation: bool = False,
-                       fitted: Any = None) -> AsyncIterator[tuple[str, str, Reply]]:
+def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
+                 metrics: Any = None, continuation: bool = False, fitted: Any = None) -> Iterator[tuple[str, str, Reply]]:
     """Stream a reply to `messages` (system prompt first, the user's message last), or with `continuation`
     more of the last message (a reply cut at the length limit).
 
     Yields (text so far, status line, reply); the last yield has the whole text and the figures. A continued
-    reply's text starts with what it continues (`reply.prefix`). It runs in Gradio's event loop, which the
-    generation's worker posts into: no thread-pool hop per update.
+    reply's text starts with what it continues (`reply.prefix`).
     """
     try:
         reply = engine.continue_reply(messages, options) if continuation else engine.chat(messages, options, fitted)
@@ -106,10 +104,8 @@ async def stream_reply(engine: Engine, messages: list[dict], options: Generation
     yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
     answer, shown_at, live = reply.prefix, 0.0, LiveFigures(engine, reply)
     try:
-        async for piece in reply.apieces():
-            if not piece.text:
-                continue
-            answer += piece.text
+        for chunk in reply:
+            answer += chunk
             # Each update re-sends the chat, so send at most ~30 a second: the text still flows,
             # and the server's work per update does not take CPU from generation.
             if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
