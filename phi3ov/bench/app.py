@@ -92,6 +92,7 @@ class Timer:
 
 
 Layer = Callable[[list[dict], int], tuple[float, float]]  # (messages, max_new_tokens) -> (ttft ms, tokens/s)
+BARE = ("LLMPipeline", "batching pipeline", "batching generate()")  # the layers without the app
 
 
 def llm_layer(folder: Path, device: str, properties: dict) -> Layer:
@@ -126,6 +127,21 @@ def batching_layer(engine: Any) -> Layer:
                .input_ids.data[0]]
         with engine.exclusive():
             ttft_ms, decode, _count = run_cb(engine.pipeline, ids, n, next(numbers))
+        return ttft_ms, decode
+
+    return run
+
+
+def batching_generate_layer(engine: Any) -> Layer:
+    """The same pipeline through its own `generate()` loop, as the engine runs a reply that is alone."""
+
+    from .peer_openvino import run_cb_generate
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        ids = [int(i) for i in engine.tokenizer.encode(engine.prompt(messages), add_special_tokens=False)
+               .input_ids.data[0]]
+        with engine.exclusive():
+            ttft_ms, decode, _count = run_cb_generate(engine.pipeline, ids, n)
         return ttft_ms, decode
 
     return run
@@ -302,6 +318,7 @@ def main(args: argparse.Namespace) -> int:
     layers: dict[str, Layer] = {"LLMPipeline": llm_layer(ref.path, device, bare)}
     if isinstance(engine, BatchedEngine):
         layers["batching pipeline"] = batching_layer(engine)
+        layers["batching generate()"] = batching_generate_layer(engine)
     layers["engine"] = engine_layer(engine)
     prompt_tokens = engine.count_tokens(chats(1, prompt)[1])
     with ServerProcess(server_args) as server:
@@ -318,6 +335,12 @@ def main(args: argparse.Namespace) -> int:
            "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
                        "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
                       for name, f in figures.items()]}
+    # The goal's baseline: the best of the bare pipelines, first token and decode taken apart (the strictest).
+    bare_rows = [figures[name] for name in BARE if name in figures]
+    best_ttft, best_rate = min(r["ttft_ms"] for r in bare_rows), max(r["tokens_per_s"] for r in bare_rows)
+    for row in out["layers"]:
+        row["added_ttft_vs_best_bare_ms"] = round(row["ttft_ms"] - best_ttft, 1)
+        row["tokens_per_s_vs_best_bare"] = round(row["tokens_per_s"] / best_rate, 3) if best_rate else 0.0
     app = figures["chat UI (Gradio)"]
     out["app_added_ttft_ms"] = round(app["ttft_ms"] - base["ttft_ms"], 1)
     out["app_vs_raw_tokens_per_s"] = round(app["tokens_per_s"] / base["tokens_per_s"], 3)
@@ -335,10 +358,12 @@ def table(f: dict) -> str:
     lines = [f"{f['model']} on {f['device']}, a {f.get('prompt_tokens', '?')}-token prompt, {f['max_new_tokens']} greedy "
              f"tokens, median of {f['runs']} interleaved runs",
              f"inference precision {f.get('inference_precision', '?')}",
-             f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6}"]
+             f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6} "
+             f"{'vs best bare':>12} {'x best bare':>11}"]
     for r in f["layers"]:
         lines.append(f"{r['layer']:<20} {r['ttft_ms']:>9.1f}ms {r['added_ttft_ms']:>+6.1f}ms "
-                     f"{r['tokens_per_s']:>9.1f} {r['tokens_per_s_vs_raw']:>6.3f}")
+                     f"{r['tokens_per_s']:>9.1f} {r['tokens_per_s_vs_raw']:>6.3f} "
+                     f"{r.get('added_ttft_vs_best_bare_ms', 0):>+10.1f}ms {r.get('tokens_per_s_vs_best_bare', 0):>11.3f}")
     if "optimum" in f:
         lines.append(f"{'optimum-intel':<20} {f['optimum']['ttft_ms']:>9.1f}ms {'':>8} {f['optimum']['tokens_per_s']:>9.1f}")
     lines.append(f"through the chat UI: +{f['app_added_ttft_ms']:.1f} ms first token, "

@@ -80,6 +80,28 @@ def run_cb(pipe: Any, ids: list[int], n: int, request_id: int) -> tuple[float, f
     return (first - started) * 1000, (count - 1) / (last - first) if count > 1 and last > first else 0.0, count
 
 
+def run_cb_generate(pipe: Any, ids: list[int], n: int) -> tuple[float, float, int]:
+    """One request through ContinuousBatchingPipeline.generate (its own loop, the GIL released), a token
+    streamer noting when each token arrives: how the app runs a reply that is alone."""
+    import openvino_genai as ov_genai
+
+    marks: list[float] = []
+
+    class Marks(ov_genai.StreamerBase):
+        def write(self, token: Any) -> ov_genai.StreamingStatus:
+            marks.append(time.perf_counter())
+            return ov_genai.StreamingStatus.RUNNING
+
+        def end(self) -> None:
+            pass
+
+    started = time.perf_counter()
+    result = pipe.generate([_inputs(ids)], [_config(pipe, n)], Marks())
+    count = len(result[0].m_generation_ids[0])
+    first, last = (marks[0], marks[-1]) if marks else (started, started)
+    return (first - started) * 1000, (count - 1) / (last - first) if count > 1 and last > first else 0.0, count
+
+
 def main() -> int:
     import openvino_genai as ov_genai
 

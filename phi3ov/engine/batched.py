@@ -53,9 +53,16 @@ HANDOFF_S = 0.001
 class _Request:
     """One reply inside the pipeline: what to generate, and the queue its token ids go to."""
 
-    def __init__(self, input_ids: Any, config: Any, stop: threading.Event, tokens: Any = None, emit: Emit | None = None):
-        self.input_ids = input_ids
+    def __init__(self, prompt_ids: list[int], config: Any, stop: threading.Event, tokens: Any = None,
+                 emit: Emit | None = None, alone: bool = False):
+        import numpy as np
+        import openvino as ov
+
+        self.prompt_ids = list(prompt_ids)
+        self.input_ids = ov.Tensor(np.array([prompt_ids], dtype=np.int64))
         self.config = config
+        self.max_new_tokens = config.max_new_tokens
+        self.alone = alone  # may start alone on the pipeline's own loop (solo.py)
         self.stop = stop
         # With `tokens` (ReplyTokens) and `emit`, the driver turns new ids into text and emits it itself (see _read);
         # `out` then only carries the end. Otherwise `out` carries lists of token ids, then _END or an exception.
@@ -68,6 +75,9 @@ class _Request:
         self.generated = 0  # tokens read so far
         self.steps = 0  # steps that gave it tokens
         self.shown = False  # some of its text has been emitted
+
+    def end(self) -> None:
+        self.out.put(_END)
 
     def fail(self, err: BaseException) -> None:
         """End this reply with `err`: stop it in the pipeline (freed at the next step) and tell its reader."""
@@ -176,6 +186,7 @@ class BatchedEngine(OpenVINOEngine):
         self._ids = itertools.count()
         self._closed = False
         self._first_text = False  # the last step gave a reply its first text (see HANDOFF_S)
+        self._alone: _Request | None = None  # the reply on the pipeline's own loop (solo.py), if one is
         self._stepping = threading.Lock()  # held by the driver around each step; see exclusive()
         self._driver = threading.Thread(target=self._drive, name="phi3ov-batching", daemon=True)
         self._driver.start()
@@ -191,11 +202,10 @@ class BatchedEngine(OpenVINOEngine):
     def running(self) -> int | None:
         """Replies waiting for or inside the pipeline right now."""
         with self._cond:
-            return len(self._pending) + len(self._active)
+            return len(self._pending) + len(self._active) + (self._alone is not None)
 
     def _runner_for(self, prompt_ids: list[int], fitted: Fitted, options: GenerationOptions) -> Runner:
-        import numpy as np
-        import openvino as ov
+        from .solo import can_run_alone
 
         config, seed = self.generation_config(options)
 
@@ -203,8 +213,8 @@ class BatchedEngine(OpenVINOEngine):
             tokens = self.reply_tokens(prompt_ids, options)  # text at once, no tokens held back
             # Text is made in the driver, between steps (scoring log probabilities stays here, off the driver).
             direct = tokens.session is None
-            request = _Request(ov.Tensor(np.array([prompt_ids], dtype=np.int64)), config, stop,
-                               tokens if direct else None, emit if direct else None)
+            request = _Request(prompt_ids, config, stop, tokens if direct else None, emit if direct else None,
+                               alone=can_run_alone(options, direct, self.prompt_lookup))
             self._submit(request)
 
             while (item := self._next(request)) is not _END:
@@ -255,11 +265,30 @@ class BatchedEngine(OpenVINOEngine):
                     break
                 new = self._admissible()
             with self._stepping:
+                if len(new) == 1 and new[0].alone and not self._active:
+                    self._run_alone(new[0])
+                    continue
                 self._admit_and_step(new)
             if self._first_text:
                 self._first_text = False
                 time.sleep(HANDOFF_S)
         self._shutdown()
+
+    def _run_alone(self, request: _Request) -> None:
+        """One reply and nothing else to do: on the pipeline's own loop until it ends or another reply comes
+        (solo.py); handed over, it waits first in line for the next step."""
+        from .solo import run_alone
+
+        def handover() -> bool:  # in the streamer's thread, once a token
+            return self._closed or (bool(self._pending) and not self.capabilities.deterministic)
+
+        self._alone = request
+        try:
+            if run_alone(self.pipeline, request, handover, self.fault, self.stop_token_ids):
+                with self._cond:
+                    self._pending.insert(0, request)
+        finally:
+            self._alone = None
 
     def _admissible(self) -> list[_Request]:
         """The waiting requests to add now (under self._cond): all of them, or in deterministic mode one, and
