@@ -11,6 +11,10 @@ running replies by a token, so a second user does not wait for the first one's w
                                             them into text (detokenizer.py) and emit it to
     wait for the end mark; the figures <--  the Reply; then an end mark on the request's queue
 
+A reply alone (nothing else running or waiting) goes on the pipeline's own `generate()` loop instead, which
+releases the GIL, so its text is sent while the pipeline computes; when a second reply arrives it is handed over
+to the steps above (solo.py).
+
 With log probabilities asked for, the ids go to the reply worker instead, which scores and decodes them (so the
 scoring never delays the other replies' steps).
 
@@ -128,6 +132,11 @@ def kv_cache_blocks(folder: Path, max_num_seqs: int, context_length: int, kv_cac
     return blocks
 
 
+def kv_cache_too_small() -> GenerationFailed:
+    return GenerationFailed("The prompt does not fit into the KV cache of the batching engine.",
+                            "Start the server with a larger --kv-cache-gb, or shorten the conversation.")
+
+
 def available_memory() -> int:
     """Bytes of memory available to new allocations (MemAvailable), or 8 GiB where it cannot be read."""
     try:
@@ -187,6 +196,7 @@ class BatchedEngine(OpenVINOEngine):
         self._closed = False
         self._first_text = False  # the last step gave a reply its first text (see HANDOFF_S)
         self._alone: _Request | None = None  # the reply on the pipeline's own loop (solo.py), if one is
+        self.handovers = 0  # replies moved from their own loop into the driver's steps
         self._stepping = threading.Lock()  # held by the driver around each step; see exclusive()
         self._driver = threading.Thread(target=self._drive, name="phi3ov-batching", daemon=True)
         self._driver.start()
@@ -265,7 +275,8 @@ class BatchedEngine(OpenVINOEngine):
                     break
                 new = self._admissible()
             with self._stepping:
-                if len(new) == 1 and new[0].alone and not self._active:
+                # (a request stopped or failed in the last steps may still be in the pipeline until a step frees it)
+                if len(new) == 1 and new[0].alone and not self._active and not self.pipeline.has_non_finished_requests():
                     self._run_alone(new[0])
                     continue
                 self._admit_and_step(new)
@@ -285,6 +296,7 @@ class BatchedEngine(OpenVINOEngine):
         self._alone = request
         try:
             if run_alone(self.pipeline, request, handover, self.fault, self.stop_token_ids):
+                self.handovers += 1
                 with self._cond:
                     self._pending.insert(0, request)
         finally:
@@ -361,9 +373,7 @@ class BatchedEngine(OpenVINOEngine):
         if status == ov_genai.GenerationStatus.RUNNING:
             return False
         if status == ov_genai.GenerationStatus.IGNORED:
-            request.out.put(GenerationFailed(
-                "The prompt does not fit into the KV cache of the batching engine.",
-                "Start the server with a larger --kv-cache-gb, or shorten the conversation."))
+            request.out.put(kv_cache_too_small())
         else:
             request.out.put(_END)
         return True

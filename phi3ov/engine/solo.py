@@ -113,6 +113,11 @@ def run_alone(pipeline: Any, request: Any, handover: Callable[[], bool], fault: 
     except Exception as err:  # noqa: BLE001 - this reply fails; the driver goes on
         request.fail(err)
         return False
+    if not ids and not request.stop.is_set():  # the scheduler ignored it: the prompt does not fit the KV cache
+        from .batched import kv_cache_too_small
+
+        request.out.put(kv_cache_too_small())
+        return False
     ended = (request.stop.is_set() or not streamer.handed_over or request.generated >= request.max_new_tokens
              or (bool(ids) and ids[-1] in stop_ids and not request.config.ignore_eos))
     if ended:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from support.bounded import Threads
 
@@ -111,3 +113,35 @@ def test_sampling_with_a_seed_repeats(batched):
     first = "".join(batched.chat(ask("Invent a name for a cat."), options))
     second = "".join(batched.chat(ask("Invent a name for a cat."), options))
     assert first == second
+
+
+def test_a_reply_alone_is_handed_over_to_the_steps_when_a_second_one_arrives(batched):
+    # A reply alone runs on the pipeline's own loop; a second one makes it pause and go on in the driver's steps,
+    # batched with the newcomer: the newcomer's short reply ends long before the first one's (not queued behind it).
+    long = GenerationOptions(temperature=0, max_new_tokens=120, repetition_penalty=1.0, ignore_eos=True)
+    short = GenerationOptions(temperature=0, max_new_tokens=12, repetition_penalty=1.0, ignore_eos=True)
+    before = batched.handovers
+    first = batched.chat(ask("Tell me a story about a lighthouse."), long)
+    pieces = iter(first)
+    head = [next(pieces) for _ in range(8)]
+    assert batched.running == 1
+    second = batched.chat(ask("Name three colors."), short)
+    ended: dict[str, float] = {}
+
+    def read(name, reply, it):
+        list(it)
+        ended[name] = time.perf_counter()
+
+    with Threads(timeout=180) as threads:
+        threads.start(read, "second", second, iter(second))
+        rest: list[str] = []
+        for piece in pieces:
+            rest.append(piece)
+        ended["first"] = time.perf_counter()
+    assert batched.handovers == before + 1, "the reply alone went on in the driver's steps"
+    assert ended["second"] < ended["first"], "the second reply ran beside the first, not after it"
+    assert first.finish_reason == "length" and first.stats.output_tokens == 120
+    assert first.text == "".join(head + rest) and len(first.text) > len("".join(head))
+    assert second.finish_reason == "length" and second.stats.output_tokens == 12 and second.text
+    assert first.stats.steps == 120 and first.stats.ttft_ms > 0
+    assert batched.running == 0

@@ -302,8 +302,11 @@ def test_interrupted_export_leaves_no_half_written_folder(phi3_source, tmp_path)
     out = tmp_path / "exports" / "tiny-phi3-int4"
     out.parent.mkdir()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Ctrl+C as a terminal delivers it: a shell's background job (a CI runner's, say) starts with SIGINT ignored,
+    # and a child inherits that, so the export is started with the default action, as from a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "phi3ov.cli", "export", str(phi3_source[0]), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         # Wait until optimum-cli is at work inside the temporary folder, then press Ctrl+C.
