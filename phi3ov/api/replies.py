@@ -50,10 +50,12 @@ async def stream_events(replies: list[Reply], head: list[dict[str, Any]],
 
     try:
         try:
+            # Every reply starts now (n > 1: side by side), while the head is sent; they are read in turn.
+            streams = [reply.apieces() for reply in replies]  # the worker posts into this loop: no thread hop
             for event in head:
                 yield sse(counted(event))
-            for index, reply in enumerate(replies):
-                async for piece in reply.apieces():  # the worker posts into this loop: no thread hop
+            for index, (reply, stream) in enumerate(zip(replies, streams, strict=True)):
+                async for piece in stream:
                     for event in events(index, reply, piece):
                         yield sse(counted(event))
                 for event in events(index, reply, None):

@@ -99,23 +99,36 @@ class Reply:
         return (piece.text for piece in self.pieces() if piece.text)
 
     def pieces(self) -> Iterator[Piece]:
-        """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for)."""
+        """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for).
+
+        The generation starts now, not at the first `next()`: a consumer that sends something first (a status
+        line, an SSE head) does so while the prompt is read. One that never iterates must `stop()` the reply."""
         self._claim()
-        return self._stream()
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
+        self._start(chunks.put)
+        return self._stream(chunks)
 
     def apieces(self) -> AsyncIterator[Piece]:
-        """`pieces` for an event loop: call it inside the loop that iterates it."""
+        """`pieces` for an event loop: call it inside the loop that iterates it (the generation starts now)."""
         self._claim()
-        return self._astream(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue = asyncio.Queue()
+
+        def post(item: Any) -> None:  # in the worker thread
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody reads this reply any more
+                self._stop.set()
+
+        self._start(post)
+        return self._astream(chunks)
 
     def _claim(self) -> None:
         if self._started:
             raise RuntimeError("A reply can be iterated only once.")
         self._started = True
 
-    def _stream(self) -> Iterator[Piece]:
-        chunks: queue.SimpleQueue = queue.SimpleQueue()
-        self._start(chunks.put)
+    def _stream(self, chunks: queue.SimpleQueue) -> Iterator[Piece]:
         try:
             done = False
             while not done:
@@ -135,16 +148,7 @@ class Reply:
         finally:
             self._close()
 
-    async def _astream(self, loop: asyncio.AbstractEventLoop) -> AsyncIterator[Piece]:
-        chunks: asyncio.Queue = asyncio.Queue()
-
-        def post(item: Any) -> None:  # in the worker thread
-            try:
-                loop.call_soon_threadsafe(chunks.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody reads this reply any more
-                self._stop.set()
-
-        self._start(post)
+    async def _astream(self, chunks: asyncio.Queue) -> AsyncIterator[Piece]:
         try:
             done = False
             while not done:

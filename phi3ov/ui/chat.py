@@ -101,11 +101,14 @@ def stream_reply(engine: Engine, messages: list[dict], options: GenerationOption
     notice = reply.fitted.notice
     if notice:
         gr.Warning(notice)
-    yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
     answer, shown_at, live = reply.prefix, 0.0, LiveFigures(engine, reply)
     try:
-        for chunk in reply:
-            answer += chunk
+        pieces = reply.pieces()  # the prompt is read while the status line below is sent
+        yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
+        for piece in pieces:
+            if not piece.text:
+                continue
+            answer += piece.text
             # Each update re-sends the chat, so send at most ~30 a second: the text still flows,
             # and the server's work per update does not take CPU from generation.
             if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
@@ -114,6 +117,7 @@ def stream_reply(engine: Engine, messages: list[dict], options: GenerationOption
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     finally:
+        reply.stop()  # left early (a closed page): the generation stops too; after the end it changes nothing
         if session is not None and session.reply is reply:
             session.reply = None
         if metrics is not None:
