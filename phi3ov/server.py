@@ -17,7 +17,6 @@ from .models import doctor
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
-QUEUE_POLL_S = 0.005  # how often Gradio's queue looks for new events while it has none (its default: 1 ms)
 
 
 def create_engine(settings: ServerSettings) -> Engine:
@@ -97,10 +96,10 @@ def build_app(settings: ServerSettings, engine: Engine | None = None):
     demo = build_ui(engine, settings, counters.metrics)
     demo.queue(default_concurrency_limit=engine.capabilities.max_concurrency)
     queue = getattr(demo, "_queue", None)
-    if queue is not None and hasattr(queue, "sleep_when_free"):
-        # Gradio's queue looks for new events every 1 ms when it has none: 9 % of a core with nobody using the
-        # app, taken from generation too on a small machine. Every 5 ms: 2.5 % idle, events start ≤ 4 ms later.
-        queue.sleep_when_free = QUEUE_POLL_S
+    if queue is not None:
+        from .ui.queue_wake import install
+
+        install(queue)  # Gradio's queue sleeps until an event comes instead of polling every 1 ms
     return demo, engine, counters
 
 
