@@ -9,7 +9,8 @@ breakdown of what the app adds:
     batching pipeline      the ContinuousBatchingPipeline alone (add_request / step / read)
     engine                 phi3ov's engine in this process: fit to context, template, tokenize,
                            driver thread, detokenize, queue to the consumer (what the server runs)
-    API (HTTP + SSE)       the same through a launched server's /v1/chat/completions
+    API (HTTP + SSE)       the same through a launched server's /v1/chat/completions, read by the openai client
+    API, bare SSE reader   the same read by httpx and json.loads (the server without the client's parsing)
     chat UI (Gradio)       the same through the server's /chat endpoint over Gradio's queue and
                            server-sent events (what the browser's chat uses)
 
@@ -189,6 +190,31 @@ def stream_api(client: Any, model: str, messages: list[dict], n: int) -> tuple[T
     return timer, finished, usage
 
 
+def api_reader_layer(url: str) -> Layer:
+    """The same API read by a bare SSE reader (httpx, one json.loads an event): the server without the
+    `openai` client's own parsing, which runs on the same cores as the pipeline here."""
+    import httpx
+
+    http = httpx.Client(timeout=600)
+    model = http.get(f"{url}/v1/models").raise_for_status().json()["data"][0]["id"]
+
+    def run(messages: list[dict], n: int) -> tuple[float, float]:
+        body = {"model": model, "messages": messages, "max_tokens": n, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}, "ignore_eos": True, "repetition_penalty": 1.0}
+        timer, tokens = Timer(), 0
+        with http.stream("POST", f"{url}/v1/chat/completions", json=body) as events:
+            for line in events.raise_for_status().iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line[6:])
+                if event.get("choices") and event["choices"][0]["delta"].get("content"):
+                    timer.text()
+                tokens = (event.get("usage") or {}).get("completion_tokens", tokens)
+        return timer.figures(tokens)
+
+    return run
+
+
 def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
     # The reply's length is counted from its text with the model's tokenizer (exact for these prompts).
     """The /chat endpoint over Gradio's HTTP API with server-sent events, as the page's JS client uses it."""
@@ -323,6 +349,7 @@ def main(args: argparse.Namespace) -> int:
     prompt_tokens = engine.count_tokens(chats(1, prompt)[1])
     with ServerProcess(server_args) as server:
         layers["API (HTTP + SSE)"] = api_layer(server.url)
+        layers["API, bare SSE reader"] = api_reader_layer(server.url)
         layers["chat UI (Gradio)"] = gradio_layer(server.url, engine.count_text)
         figures = measure_layers(layers, args.runs, prompt, args.max_new_tokens)
     engine.close()
