@@ -24,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -216,16 +217,19 @@ def api_reader_layer(url: str) -> Layer:
 
 
 def gradio_layer(url: str, count_text: Callable[[str], int]) -> Layer:
-    # The reply's length is counted from its text with the model's tokenizer (exact for these prompts).
-    """The /chat endpoint over Gradio's HTTP API with server-sent events, as the page's JS client uses it."""
+    """The /chat endpoint over Gradio's HTTP API with server-sent events, as the page's JS client uses it; the
+    reply's length is counted from its text with the model's tokenizer (exact for these prompts)."""
     import httpx
 
     from ..conversation import text_of
 
     http = httpx.Client(timeout=600)
+    session = f"phi3ov-bench-{uuid.uuid4().hex}"  # kept, as a page keeps its own: Gradio builds a session's
+    # state (every component's config, ~11 ms for this app) on its first event; a call without one pays it each time
 
     def run(messages: list[dict], n: int) -> tuple[float, float]:
-        payload = {"data": [messages[-1]["content"], [], messages[0]["content"], n, 0.0, 1.0, 0, 1.0, None, True]}
+        payload = {"data": [messages[-1]["content"], [], messages[0]["content"], n, 0.0, 1.0, 0, 1.0, None, True],
+                   "session_hash": session}
         timer, text = Timer(), ""
         event_id = http.post(f"{url}/gradio_api/call/chat", json=payload).raise_for_status().json()["event_id"]
         with http.stream("GET", f"{url}/gradio_api/call/chat/{event_id}") as events:
