@@ -95,6 +95,7 @@ class Timer:
 
 Layer = Callable[[list[dict], int], tuple[float, float]]  # (messages, max_new_tokens) -> (ttft ms, tokens/s)
 BARE = ("LLMPipeline", "batching pipeline", "batching generate()")  # the layers without the app
+EXACT = {"ignore_eos": True, "repetition_penalty": 1.0}  # the API's extensions for exactly n unpenalized tokens
 
 
 def llm_layer(folder: Path, device: str, properties: dict) -> Layer:
@@ -182,7 +183,7 @@ def stream_api(client: Any, model: str, messages: list[dict], n: int) -> tuple[T
     timer, finished, usage = Timer(), 0.0, None
     for event in client.chat.completions.create(
             model=model, messages=messages, max_tokens=n, temperature=0, stream=True,
-            stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "repetition_penalty": 1.0}):
+            stream_options={"include_usage": True}, extra_body=EXACT):
         if event.choices and event.choices[0].delta.content:
             timer.text()
         if event.choices and event.choices[0].finish_reason:
@@ -201,7 +202,7 @@ def api_reader_layer(url: str) -> Layer:
 
     def run(messages: list[dict], n: int) -> tuple[float, float]:
         body = {"model": model, "messages": messages, "max_tokens": n, "temperature": 0, "stream": True,
-                "stream_options": {"include_usage": True}, "ignore_eos": True, "repetition_penalty": 1.0}
+                "stream_options": {"include_usage": True}, **EXACT}
         timer, tokens = Timer(), 0
         with http.stream("POST", f"{url}/v1/chat/completions", json=body) as events:
             for line in events.raise_for_status().iter_lines():
