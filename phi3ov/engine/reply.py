@@ -25,6 +25,7 @@ from ..conversation import Fitted
 from ..errors import GenerationFailed, Phi3ovError
 from ..logprobs import Piece, PromptToken
 from ..options import GenerationOptions
+from .workers import DEADLINES, WORKERS, Deadline
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Reply:
         self._stop = threading.Event()
         self._started = False
         self._outcome: list[Any] = []  # the backend's Stats, or what it raised
-        self._timer: threading.Timer | None = None
+        self._timer: Deadline | None = None
         self._began = 0.0
         self.client_ttft_ms: float | None = None  # as seen by the consumer, queueing included
         self.prefix = ""  # a continued reply: the text it goes on from (the streamed text comes after it)
@@ -164,7 +165,7 @@ class Reply:
             self._close()
 
     def _start(self, post: Callable[[Any], None]) -> None:
-        """The worker thread that runs the backend, and the --request-timeout timer."""
+        """The backend on a worker thread, and the --request-timeout deadline."""
 
         def work() -> None:
             try:
@@ -175,11 +176,9 @@ class Reply:
                 post(_DONE)
 
         self._began = time.perf_counter()
-        threading.Thread(target=work, name="phi3ov-generate", daemon=True).start()
+        WORKERS.run(work)  # an idle thread: nothing here waits for a new thread to be scheduled (workers.py)
         if self.timeout_s:
-            self._timer = threading.Timer(self.timeout_s, self._time_out)
-            self._timer.daemon = True
-            self._timer.start()
+            self._timer = DEADLINES.add(self.timeout_s, self._time_out)
 
     def _take(self, pending: list[Any]) -> Piece | None:
         """The queued chunks as one Piece (None when they hold nothing to show), added to the reply."""
