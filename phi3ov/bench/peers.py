@@ -199,7 +199,8 @@ def summarize(contenders: list[Contender], ids: list[list[int]], n: int, runs: i
 
 def table(figures: dict, title: str) -> str:
     lines = [f"{title}: {figures['prompt_tokens']}-token prompt, {figures['max_new_tokens']} greedy tokens, "
-             f"medians of {figures['rounds']} interleaved rounds x {figures['runs']} runs, {figures['threads']} threads",
+             f"medians of {figures['rounds']} interleaved rounds x {figures['runs']} runs, {figures['threads']} threads"
+             + (f", {figures['busy_cores']} core(s) busy (--busy)" if figures.get("busy_cores") else ""),
              f"{'engine':<26} {'format':<38} {'decode t/s':>10} {'x llama':>7} {'1st token':>10} {'x llama':>7} "
              f"{'prefill t/s':>11} {'peak RSS':>9} {'x llama':>7}"]
     for r in figures["peers"]:
@@ -297,6 +298,7 @@ def main(args: Any) -> int:
         title = f"{args.shape} shape, {args.layers} layers, random weights"
     figures = run(contenders, folder, args.max_new_tokens, args.runs, args.rounds, log, args.prompt_tokens)
     figures["shape"] = args.shape
+    figures["busy_cores"] = args.busy
     figures["llamacpp_build"] = f"{kind or 'unknown'}: {why}"
     print(json.dumps(figures) if args.json else table(figures, title))
     return 0

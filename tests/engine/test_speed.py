@@ -111,7 +111,8 @@ def test_compare_prints_every_export_with_figures(bundled_ref, tmp_path, capsys)
 
 
 def test_peers_feed_every_engine_the_same_ids(bundled_ref):
-    from phi3ov.bench.app import PROMPT, chats
+    from phi3ov.bench.app import PROMPT
+    from phi3ov.bench.layers import chats
     from phi3ov.bench.peers import prompt_ids
 
     ids, text = prompt_ids(bundled_ref.path, chats(2, PROMPT))
