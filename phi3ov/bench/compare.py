@@ -147,7 +147,8 @@ def speed(contenders: list, folder: Path, text: str, n: int, runs: int, rounds: 
     ids: a warm-up and `runs` chat prompts, then a warm-up and `runs` long prompts."""
     import statistics
 
-    from .app import PROMPT, chats
+    from .app import PROMPT
+    from .layers import chats
     from .peers import measure, prompt_ids
 
     short = chats(runs, PROMPT)

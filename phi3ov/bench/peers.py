@@ -25,8 +25,9 @@ from typing import Any
 
 from ..errors import BadOptions, Phi3ovError
 from ..models import read_info
-from .app import PROMPT, stream_api
-from .app import chats as numbered_chats
+from .app import PROMPT
+from .layers import chats as numbered_chats
+from .layers import stream_api
 
 PEERS_VENV = Path(".venv-peers")
 WORKER_TIMEOUT_S = 1800
