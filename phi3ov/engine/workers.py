@@ -39,23 +39,26 @@ class Workers:
         self.threads = 0
 
     def run(self, work: Callable[[], None]) -> None:
+        # idle == the workers that will take a task - the tasks waiting: a task put when idle > 0 is taken at once.
         with self._lock:
+            self._tasks.put(work)
             if self._idle:
-                self._idle -= 1  # that worker's next get() takes it
-                self._tasks.put(work)
+                self._idle -= 1
                 return
             self.threads += 1
-        threading.Thread(target=self._loop, args=(work,), name=self.name, daemon=True).start()
+        # (a Thread keeps its args while it runs: the task goes through the queue, not as an argument)
+        threading.Thread(target=self._loop, name=self.name, daemon=True).start()
 
-    def _loop(self, work: Callable[[], None]) -> None:
+    def _loop(self) -> None:
         while True:
+            work: Callable[[], None] | None = self._tasks.get()
             try:
                 work()
             except BaseException:  # noqa: BLE001 - a task's own errors are its own; the worker goes on
                 log.exception("A %s task raised", self.name)
+            work = None  # an idle worker holds nothing of its last reply
             with self._lock:
                 self._idle += 1
-            work = self._tasks.get()
 
 
 class Deadline:

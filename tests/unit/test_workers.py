@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 from phi3ov.conversation import Fitted
 from phi3ov.engine import Reply, Stats
 from phi3ov.engine.workers import Deadlines, Workers
 from phi3ov.logprobs import Piece
 from phi3ov.options import GenerationOptions
+
+
+def wait_idle(workers: Workers, count: int = 1) -> None:
+    for _ in range(100):
+        if workers._idle >= count:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the worker never became idle")
 
 
 def test_an_idle_worker_takes_the_next_task_and_a_busy_one_gets_company():
@@ -20,9 +29,10 @@ def test_an_idle_worker_takes_the_next_task_and_a_busy_one_gets_company():
         ran.append(threading.get_ident())
         done.release()
 
-    for _ in range(3):  # one after another: one thread for all three
+    for _ in range(3):  # one after another, each once the worker is idle again: one thread for all three
         workers.run(task)
         assert done.acquire(timeout=5), "a task never ran"
+        wait_idle(workers)
     assert workers.threads == 1 and len(set(ran)) == 1
 
     gate, started = threading.Event(), threading.Semaphore(0)
@@ -45,10 +55,7 @@ def test_a_failing_task_leaves_its_worker_running():
         raise ValueError("boom")
 
     workers.run(boom)
-    for _ in range(50):  # the worker is idle again once it has logged the error
-        if workers._idle:
-            break
-        threading.Event().wait(0.05)
+    wait_idle(workers)  # once it has logged the error
     workers.run(done.set)
     assert done.wait(5) and workers.threads == 1
 
@@ -84,3 +91,22 @@ def test_a_reply_past_its_time_limit_stops_and_says_timeout():
     gate.set()
     assert "".join(p.text for p in stream) == ""  # stopped before "b": the text so far is kept
     assert reply.text == "a" and reply.timed_out and reply.finish_reason == "timeout"
+
+
+def test_an_idle_worker_keeps_nothing_of_its_last_task():
+    workers, done = Workers("test-worker"), threading.Event()
+
+    class Task:  # stands for a reply's closure: its text, its queue, its event loop
+        def __call__(self) -> None:
+            done.set()
+
+    task = Task()
+    ref = weakref.ref(task)
+    workers.run(task)
+    del task
+    assert done.wait(5)
+    for _ in range(100):
+        if ref() is None:
+            break
+        threading.Event().wait(0.05)
+    assert ref() is None, "the idle worker still holds its last task"
