@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from ..errors import BadOptions
+from . import load
 from .layers import (
     BARE,
     Layer,
@@ -104,9 +105,7 @@ def shape_model(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .load import busy
-
-    with busy(args.busy, log=lambda line: print(line, file=sys.stderr, flush=True)):
+    with load.busy(args.busy, log=lambda line: print(line, file=sys.stderr, flush=True)):
         return measure(args)
 
 
@@ -191,8 +190,8 @@ def measure(args: argparse.Namespace) -> int:
     base = figures["LLMPipeline"]
     from ..precision import resolve
 
-    out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens, "busy_cores": args.busy,
-           "prompt_tokens": prompt_tokens,
+    out = {"model": ref.name, "device": device, "runs": args.runs, "max_new_tokens": args.max_new_tokens,
+           "busy_cores": args.busy, "prompt_tokens": prompt_tokens,
            "inference_precision": str(resolve(device, dict(settings.ov_config))),
            "layers": [{"layer": name, **f, "added_ttft_ms": round(f["ttft_ms"] - base["ttft_ms"], 1),
                        "tokens_per_s_vs_raw": round(f["tokens_per_s"] / base["tokens_per_s"], 3)}
@@ -216,13 +215,9 @@ def measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def busy_note(cores: int | None) -> str:
-    return f", {cores} core(s) busy (--busy)" if cores else ""
-
-
 def table(f: dict) -> str:
     lines = [f"{f['model']} on {f['device']}, a {f.get('prompt_tokens', '?')}-token prompt, {f['max_new_tokens']} greedy "
-             f"tokens, median of {f['runs']} interleaved runs" + busy_note(f.get("busy_cores")),
+             f"tokens, median of {f['runs']} interleaved runs" + load.note(f.get("busy_cores")),
              f"inference precision {f.get('inference_precision', '?')}",
              f"{'layer':<20} {'first token':>11} {'added':>8} {'tokens/s':>9} {'x raw':>6} "
              f"{'vs best bare':>12} {'x best bare':>11}"]

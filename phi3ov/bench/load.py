@@ -36,3 +36,8 @@ def busy(cores: int, log: Callable[[str], None] = lambda _line: None) -> Iterato
             proc.kill()
         for proc in procs:
             proc.wait(timeout=10)
+
+
+def note(cores: int | None) -> str:
+    """What a table's title says of the load: ", N core(s) busy (--busy)", or nothing."""
+    return f", {cores} core(s) busy (--busy)" if cores else ""

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import BadOptions, Phi3ovError
 from ..models import read_info
+from . import load
 from .app import PROMPT
 from .layers import chats as numbered_chats
 from .layers import stream_api
@@ -201,7 +202,7 @@ def summarize(contenders: list[Contender], ids: list[list[int]], n: int, runs: i
 def table(figures: dict, title: str) -> str:
     lines = [f"{title}: {figures['prompt_tokens']}-token prompt, {figures['max_new_tokens']} greedy tokens, "
              f"medians of {figures['rounds']} interleaved rounds x {figures['runs']} runs, {figures['threads']} threads"
-             + (f", {figures['busy_cores']} core(s) busy (--busy)" if figures.get("busy_cores") else ""),
+             + load.note(figures.get("busy_cores")),
              f"{'engine':<26} {'format':<38} {'decode t/s':>10} {'x llama':>7} {'1st token':>10} {'x llama':>7} "
              f"{'prefill t/s':>11} {'peak RSS':>9} {'x llama':>7}"]
     for r in figures["peers"]:

@@ -63,10 +63,15 @@ class Workers:
 
 class Deadline:
     def __init__(self, when: float, callback: Callable[[], None]):
-        self.when, self.callback, self.cancelled = when, callback, False
+        self.when = when
+        self.callback: Callable[[], None] | None = callback
+
+    @property
+    def cancelled(self) -> bool:
+        return self.callback is None
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.callback = None  # a cancelled deadline left in the heap holds nothing of its reply
 
 
 class Deadlines:
@@ -103,9 +108,10 @@ class Deadlines:
 
     def _loop(self) -> None:
         while True:
-            deadline = self._due()
+            callback = self._due().callback  # None: cancelled since it was taken off the heap
             try:
-                deadline.callback()
+                if callback is not None:
+                    callback()
             except Exception:  # noqa: BLE001 - one callback's error must not end every other deadline
                 log.exception("A deadline's callback raised")
 

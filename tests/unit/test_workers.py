@@ -110,3 +110,16 @@ def test_an_idle_worker_keeps_nothing_of_its_last_task():
             break
         threading.Event().wait(0.05)
     assert ref() is None, "the idle worker still holds its last task"
+
+
+def test_a_cancelled_deadline_keeps_nothing_of_its_callback():
+    class Callback:  # stands for a reply's bound method
+        def __call__(self) -> None:
+            raise AssertionError("a cancelled deadline fired")
+
+    callback = Callback()
+    ref = weakref.ref(callback)
+    deadline = Deadlines().add(600.0, callback)
+    del callback
+    deadline.cancel()
+    assert deadline.cancelled and ref() is None
