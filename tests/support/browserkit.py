@@ -101,15 +101,22 @@ class Chat:
         self.context.add_init_script(RECORDER)
         self.page = self.context.new_page()
         self.errors: list[str] = []
+        self.loads = 0  # documents loaded in this tab: an error says which one logged it (a reload makes two)
+        self.page.on("framenavigated", self._navigated)
         self.page.on("console", self._console)
-        self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
+        self.page.on("pageerror", lambda err: self.errors.append(f"page error (load {self.loads}): {err}\n{err.stack}"))
         self.page.goto(url)
         self.box = self.page.locator("#message textarea")
         self.box.wait_for()
 
+    def _navigated(self, frame) -> None:
+        if frame == self.page.main_frame:
+            self.loads += 1
+
     def _console(self, msg) -> None:
         if msg.type == "error":
-            self.errors.append(f"console error: {msg.text}")
+            at = msg.location or {}
+            self.errors.append(f"console error (load {self.loads}, {at.get('url')}:{at.get('lineNumber')}): {msg.text}")
 
     # what is on screen
     def users(self) -> list[str]:

@@ -108,6 +108,27 @@ def test_a_reply_cut_short_by_a_reload_keeps_its_text_marked_interrupted(open_ch
     assert kept.split("⚠")[0].strip()[:60] == partial.strip()[:60]  # the text written so far is there
 
 
+def storage_text(chat: Chat) -> str:
+    """Everything the page keeps in the browser's local and session storage, keys and values."""
+    return chat.page.evaluate("""() => [localStorage, sessionStorage].flatMap(
+        s => Object.keys(s).map(k => k + '=' + s.getItem(k))).join('\\n')""")
+
+
+def test_the_browser_keeps_a_chat_only_encrypted_and_a_deleted_one_not_at_all(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=8)
+    secret = "Zanzibar-lighthouse-4471"
+    chat.send(f"Remember the word {secret}.")
+    chat.page.wait_for_timeout(1500)  # the list is written to the browser about once a second
+    kept = storage_text(chat)
+    assert "phi3ov" in kept  # the chat list is there ...
+    assert secret not in kept  # ... encrypted: no copy of the message in clear (Gradio's run history is off)
+    chat.page.locator("#delete-chat").click()
+    wait_chats(chat, 0)
+    reload(chat)
+    assert secret not in chat.page.content()  # deleted: it does not come back
+
+
 def test_rename_delete_undo_and_switch(open_chat):
     chat = open_chat()
     chat.settings(max_new_tokens=8)
