@@ -99,13 +99,62 @@ def test_a_reply_cut_short_by_a_reload_keeps_its_text_marked_interrupted(open_ch
     wait_streaming(chat, 80)
     time.sleep(1.5)  # the reply in flight is written to the browser about once a second
     partial = chat.bots()[0]
+    logged, left = len(chat.errors), chat.loads
     reload(chat)
-    # Leaving a page mid-stream makes Gradio's client log its aborted connection: expected here.
-    chat.errors[:] = [e for e in chat.errors if "AbortError" not in e and "Connection errored out" not in e]
+    # Leaving a page mid-stream breaks its stream: the page left logs the aborted connection, and Gradio's client
+    # may then fail on an update that was still waiting to be applied (its diff base is gone with the stream).
+    # Expected of the page left; the page loaded after it must log nothing.
+    chat.errors[logged:] = [e for e in chat.errors[logged:] if not re.search(rf"\(load {left}[,)]", e)]
     wait_text(chat, LONG_PROMPT)
     kept = chat.bots()[0]
     assert "Interrupted" in kept
     assert kept.split("⚠")[0].strip()[:60] == partial.strip()[:60]  # the text written so far is there
+
+
+# What a browser does to a tab sent to the background, acted out in this headless one (whose tabs are always shown):
+# the page reads "hidden", and its timers wait until it is shown again; each timer also waits 20 ms, as behind a
+# main thread busy drawing a long reply, so that a tab is often hidden with an update still waiting on one.
+BACKGROUND_TAB = """() => {
+  const set = window.setTimeout.bind(window), clear = window.clearTimeout.bind(window);
+  const held = [], cancelled = new Set();
+  let hidden = false;
+  Object.defineProperty(Document.prototype, 'visibilityState', {configurable: true, get: () => hidden ? 'hidden' : 'visible'});
+  Object.defineProperty(Document.prototype, 'hidden', {configurable: true, get: () => hidden});
+  window.setTimeout = (fn, ms, ...args) => {
+    const id = set(function go() {
+      if (cancelled.delete(id)) return;
+      if (hidden) held.push(go); else if (typeof fn === 'function') fn(...args);
+    }, Math.max(Number(ms) || 0, 20));
+    return id;
+  };
+  window.clearTimeout = id => { cancelled.add(id); clear(id); };
+  window.showTab = shown => {
+    hidden = !shown;
+    document.dispatchEvent(new Event('visibilitychange'));
+    if (shown) held.splice(0).forEach(go => go());
+  };
+}"""
+
+
+def test_a_reply_reads_in_order_after_its_tab_went_to_the_background_and_back(open_chat):
+    chat = open_chat()
+    chat.settings(max_new_tokens=400, seed=1)
+    chat.page.evaluate(BACKGROUND_TAB)
+    chat.send(LONG_PROMPT, wait=False)
+    wait_streaming(chat, 20)
+    shown = []
+    for _ in range(15):
+        chat.page.evaluate("() => showTab(false)")
+        chat.page.wait_for_timeout(120)
+        chat.page.evaluate("() => showTab(true)")
+        shown.append(chat.bots()[0])  # what the tab shows as it comes back
+        chat.page.wait_for_timeout(80)
+    chat.wait_idle(timeout=120)
+    assert "tokens/s" in chat.page.locator("#status").inner_text()  # the reply ended in the page
+    final = re.findall(r"\w+", chat.bots()[0])
+    for text in shown:  # each was the start of the reply, its words in order (the last few may still be drawn)
+        words = re.findall(r"\w+", text)[:-3]
+        assert words == final[:len(words)], f"shown out of order: …{' '.join(words[-12:])}"
 
 
 def storage_text(chat: Chat) -> str:
