@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .detokenizer import Detokenizer
+from .detokenizer import Detokenizer, TokenTexts
 
 PROMPT_CHUNK = 128  # prompt rows log-softmaxed at a time (50 MB of float64 at a 49k vocabulary)
 
@@ -227,8 +227,8 @@ class ReplyTokens:
     of the tokens when a scoring session is given. Stop tokens (the end of the turn) have no text and no entry."""
 
     def __init__(self, tokenizer: Any, session: ScoringSession | None = None, top: int = 0,
-                 hidden: set[int] | None = None, pieces: list[str | None] | None = None):
-        self.detokenizer = Detokenizer(tokenizer, pieces)
+                 hidden: set[int] | None = None, texts: TokenTexts | None = None):
+        self.detokenizer = Detokenizer(tokenizer, texts)
         self.session, self.top, self.hidden = session, top, hidden or set()
         self.pending: list[TokenLogprob] = []
         self.counted = 0  # tokens read since the last Piece

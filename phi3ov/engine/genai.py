@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import faults
 from ..conversation import Fitted, Message, fit
-from ..detokenizer import token_pieces
+from ..detokenizer import token_texts
 from ..errors import (
     BadInput,
     BadOptions,
@@ -172,8 +172,8 @@ class OpenVINOEngine(Engine):
         self.pipeline = make_pipeline(self.device)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.detokenizing = self._detokenizing_tokenizer(model.path)
-        self.token_pieces = token_pieces(self.detokenizing)  # most tokens' text without a tokenizer call
-        if self.token_pieces is None:
+        self.token_texts = token_texts(self.detokenizing)  # most tokens' text without a tokenizer call
+        if self.token_texts is None:
             log.info("Each new token is decoded by the tokenizer (its table of token texts did not check out)")
         self.special_tokens = SpecialTokens.from_tokenizer(self.tokenizer)
         if not self.tokenizer.chat_template:
@@ -266,7 +266,7 @@ class OpenVINOEngine(Engine):
     def reply_tokens(self, prompt_ids: list[int], options: GenerationOptions) -> ReplyTokens:
         """Token ids to Pieces for one reply; with log probabilities from the scorer when asked for."""
         session = self.scorer().session(prompt_ids) if options.logprobs else None
-        return ReplyTokens(self.detokenizing, session, options.top_logprobs, self.stop_token_ids, self.token_pieces)
+        return ReplyTokens(self.detokenizing, session, options.top_logprobs, self.stop_token_ids, self.token_texts)
 
     def score_prompt(self, ids: list[int], top: int = 0) -> list[PromptToken]:
         """Each prompt token's log probability given the ones before it (the model's own log-softmax)."""

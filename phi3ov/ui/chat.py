@@ -146,7 +146,8 @@ class LiveFigures:
             self.first = now
         if now - self.counted_at >= LIVE_FIGURES_INTERVAL_S:
             self.counted_at = now
-            tokens = self.engine.count_text(answer[len(self.reply.prefix):])
+            # The backend's count where it keeps one: a tokenizer call is an inference that can wait for a step
+            tokens = self.reply.tokens_so_far or self.engine.count_text(answer[len(self.reply.prefix):])
             parts = ["Generating…", f"first token {self.reply.client_ttft_ms or 0:.0f} ms", f"{tokens} tokens"]
             if speed := decode_speed(tokens, self.first, now):
                 parts.append(f"{speed:.1f} tokens/s")
