@@ -163,11 +163,11 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
 
 def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
     async def chat(message: str, history: list[dict], system_prompt: str = settings.system_prompt,
-             max_new_tokens: float = BOUNDS["max_new_tokens"].default,
-             temperature: float = BOUNDS["temperature"].default, top_p: float = BOUNDS["top_p"].default,
-             top_k: float = BOUNDS["top_k"].default,
-             repetition_penalty: float = BOUNDS["repetition_penalty"].default,
-             seed: int | None = None, ignore_eos: bool = False) -> AsyncIterator[list[dict]]:
+                   max_new_tokens: float = BOUNDS["max_new_tokens"].default,
+                   temperature: float = BOUNDS["temperature"].default, top_p: float = BOUNDS["top_p"].default,
+                   top_k: float = BOUNDS["top_k"].default,
+                   repetition_penalty: float = BOUNDS["repetition_penalty"].default,
+                   seed: int | None = None, ignore_eos: bool = False) -> AsyncIterator[list[dict]]:
         """Send `message` after `history` and stream the updated history (for gradio_client).
 
         `ignore_eos` generates exactly max_new_tokens tokens (for benchmarks)."""

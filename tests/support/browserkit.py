@@ -104,7 +104,7 @@ class Chat:
         self.loads = 0  # documents loaded in this tab: an error says which one logged it (a reload makes two)
         self.page.on("framenavigated", self._navigated)
         self.page.on("console", self._console)
-        self.page.on("pageerror", lambda err: self.errors.append(f"page error (load {self.loads}): {err}\n{err.stack}"))
+        self.page.on("pageerror", lambda err: self._log("page error", "", f"{err}\n{err.stack}"))
         self.page.goto(url)
         self.box = self.page.locator("#message textarea")
         self.box.wait_for()
@@ -116,7 +116,15 @@ class Chat:
     def _console(self, msg) -> None:
         if msg.type == "error":
             at = msg.location or {}
-            self.errors.append(f"console error (load {self.loads}, {at.get('url')}:{at.get('lineNumber')}): {msg.text}")
+            self._log("console error", f", {at.get('url')}:{at.get('lineNumber')}", msg.text)
+
+    def _log(self, kind: str, where: str, text: str) -> None:
+        self.errors.append(f"{kind} (load {self.loads}{where}): {text}")
+
+    def forget_errors_of_load(self, load: int, since: int = 0) -> None:
+        """Forget what document `load` of this tab logged after the first `since` errors (a page being left)."""
+        mark = f"(load {load}"
+        self.errors[since:] = [e for e in self.errors[since:] if not re.match(rf"[a-z ]+ {re.escape(mark)}[,)]", e)]
 
     # what is on screen
     def users(self) -> list[str]:

@@ -104,7 +104,7 @@ def test_a_reply_cut_short_by_a_reload_keeps_its_text_marked_interrupted(open_ch
     # Leaving a page mid-stream breaks its stream: the page left logs the aborted connection, and Gradio's client
     # may then fail on an update that was still waiting to be applied (its diff base is gone with the stream).
     # Expected of the page left; the page loaded after it must log nothing.
-    chat.errors[logged:] = [e for e in chat.errors[logged:] if not re.search(rf"\(load {left}[,)]", e)]
+    chat.forget_errors_of_load(left, since=logged)
     wait_text(chat, LONG_PROMPT)
     kept = chat.bots()[0]
     assert "Interrupted" in kept
@@ -171,7 +171,7 @@ def test_the_browser_keeps_a_chat_only_encrypted_and_a_deleted_one_not_at_all(op
     chat.page.wait_for_timeout(1500)  # the list is written to the browser about once a second
     kept = storage_text(chat)
     assert "phi3ov" in kept  # the chat list is there ...
-    assert secret not in kept  # ... encrypted: no copy of the message in clear (Gradio's run history is off)
+    assert secret not in kept  # ... encrypted: no copy of the message in clear (nor in Gradio's run history)
     chat.page.locator("#delete-chat").click()
     wait_chats(chat, 0)
     reload(chat)
