@@ -15,7 +15,7 @@ import copy
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +202,7 @@ class Actions:
         status = busy_status(f"Waiting for a free slot: {running} replies are being written…") if waiting else ""
         return {**self.view(sess), **self.saved(sess), **self.buttons(True), self.c.status: status}
 
-    async def respond(self, data: dict) -> AsyncIterator[dict]:
+    def respond(self, data: dict) -> Iterator[dict]:
         sess = data[self.c.session]
         if sess.pending is None:  # nothing was accepted, or stopped while waiting
             return
@@ -224,7 +224,7 @@ class Actions:
             messages = conversation.build(system, prompt_messages(chat["messages"]))
             checked, sess.checked = sess.checked, None
             fitted = checked[2] if checked and not cut and checked[:2] == (messages, options) else None
-            async for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
+            for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
                                                       self.metrics, continuation=cut is not None, fitted=fitted):
                 if answer and not sess.discard and not any(m is bot for m in chat["messages"]):
                     chat["messages"].append(bot)

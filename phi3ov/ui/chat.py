@@ -3,12 +3,11 @@ chat keeps about it."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +84,16 @@ def busy_status(text: str) -> str:
     return f'<span class="phi3ov-busy">{html.escape(text)}</span>'
 
 
-async def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions,
-                       session: Session | None = None, metrics: Any = None, continuation: bool = False,
-                       fitted: Any = None) -> AsyncIterator[tuple[str, str, Reply]]:
+def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
+                 metrics: Any = None, continuation: bool = False, fitted: Any = None) -> Iterator[tuple[str, str, Reply]]:
     """Stream a reply to `messages` (system prompt first, the user's message last), or with `continuation`
     more of the last message (a reply cut at the length limit).
 
     Yields (text so far, status line, reply); the last yield has the whole text and the figures. A continued
-    reply's text starts with what it continues (`reply.prefix`). It runs in Gradio's event loop: the reply's
-    worker posts each piece into the loop, so an update costs no hop through a thread of Gradio's pool.
+    reply's text starts with what it continues (`reply.prefix`).
     """
-
-    def start() -> Reply:
-        return engine.continue_reply(messages, options) if continuation else engine.chat(messages, options, fitted)
-
-    try:  # a conversation not fitted yet is tokenized off the loop: other pages keep streaming meanwhile
-        reply = start() if fitted is not None else await asyncio.to_thread(start)
+    try:
+        reply = engine.continue_reply(messages, options) if continuation else engine.chat(messages, options, fitted)
     except Phi3ovError as err:
         raise as_gradio_error(err) from None
     if session is not None:
@@ -110,9 +103,9 @@ async def stream_reply(engine: Engine, messages: list[dict], options: Generation
         gr.Warning(notice)
     answer, shown_at, live = reply.prefix, 0.0, LiveFigures(engine, reply)
     try:
-        pieces = reply.apieces()  # the prompt is read while the status line below is sent
+        pieces = reply.pieces()  # the prompt is read while the status line below is sent
         yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
-        async for piece in pieces:
+        for piece in pieces:
             if not piece.text:
                 continue
             answer += piece.text

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -162,12 +162,12 @@ def wire(demo: gr.Blocks, c: Parts, do: Actions, concurrency: int) -> None:
 
 
 def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
-    async def chat(message: str, history: list[dict], system_prompt: str = settings.system_prompt,
-                   max_new_tokens: float = BOUNDS["max_new_tokens"].default,
-                   temperature: float = BOUNDS["temperature"].default, top_p: float = BOUNDS["top_p"].default,
-                   top_k: float = BOUNDS["top_k"].default,
-                   repetition_penalty: float = BOUNDS["repetition_penalty"].default,
-                   seed: int | None = None, ignore_eos: bool = False) -> AsyncIterator[list[dict]]:
+    def chat(message: str, history: list[dict], system_prompt: str = settings.system_prompt,
+             max_new_tokens: float = BOUNDS["max_new_tokens"].default,
+             temperature: float = BOUNDS["temperature"].default, top_p: float = BOUNDS["top_p"].default,
+             top_k: float = BOUNDS["top_k"].default,
+             repetition_penalty: float = BOUNDS["repetition_penalty"].default,
+             seed: int | None = None, ignore_eos: bool = False) -> Iterator[list[dict]]:
         """Send `message` after `history` and stream the updated history (for gradio_client).
 
         `ignore_eos` generates exactly max_new_tokens tokens (for benchmarks)."""
@@ -187,7 +187,7 @@ def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
             conversation.check_size(messages, settings.max_messages, settings.max_message_chars)
         except Phi3ovError as err:
             raise as_gradio_error(err) from None
-        async for answer, _status, _reply in stream_reply(engine, messages, options, metrics=metrics):
+        for answer, _status, _reply in stream_reply(engine, messages, options, metrics=metrics):
             yield [*history, {"role": "assistant", "content": answer}] if answer else history
 
     return chat
