@@ -174,6 +174,10 @@ class ServerSettings:
     deterministic: bool = setting(False, "Reproducible replies: a greedy or seeded reply is the same token for token "
                                   "whether it is asked alone, asked again or among others, on this machine and model "
                                   "(no prefix cache, one reply computed at a time; others wait their turn).", kind=bool)
+    stream_interval: float = setting(30.0, "Streaming: the tokens that come within this many milliseconds of the last "
+                                     "SSE event or page update go out together in the next (default 30; 0: each token "
+                                     "alone). Fewer sends leave more CPU to the generation; the first token and the "
+                                     "end are never held.", kind=float, minimum=0, maximum=1000, unit="ms")
     max_num_seqs: int = setting(8, "Replies generated at once (continuous batching; default 8).", kind=int, minimum=1)
     request_timeout: float = setting(600.0, "Seconds one reply may take (default 600; 0: no limit); then it ends "
                                      'with finish_reason "timeout" and keeps its text.', kind=float, minimum=0,

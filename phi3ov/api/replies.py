@@ -40,10 +40,11 @@ def sse(data: dict[str, Any] | str) -> str:
 async def stream_events(replies: list[Reply], head: list[dict[str, Any]],
                         events: Callable[[int, Reply, Piece | None], list[dict]],
                         last: dict[str, Any] | None, done: Callable[[list[Reply]], None],
-                        running_usage: bool = False) -> AsyncIterator[str]:
+                        running_usage: bool = False, interval: float = 0.0) -> AsyncIterator[str]:
     """`head` at once; then each reply in turn as events: `events(index, reply, piece)` for each piece, then with
     None when the reply ends; then `last` with the usage if given, and `[DONE]`. `running_usage`: every event
-    carries the usage so far (vLLM's continuous_usage_stats). Stops the replies when the client goes away."""
+    carries the usage so far (vLLM's continuous_usage_stats). `interval` (seconds): the tokens that come within it
+    after an event go in one (Reply.apieces). Stops the replies when the client goes away."""
 
     def counted(event: dict[str, Any]) -> dict[str, Any]:
         return {**event, "usage": usage(replies)} if running_usage else event
@@ -51,7 +52,7 @@ async def stream_events(replies: list[Reply], head: list[dict[str, Any]],
     try:
         try:
             # Every reply starts now (n > 1: side by side), while the head is sent; they are read in turn.
-            streams = [reply.apieces() for reply in replies]  # the worker posts into this loop: no thread hop
+            streams = [reply.apieces(interval) for reply in replies]  # the worker wakes this loop: no thread hop
             for event in head:
                 yield sse(counted(event))
             for index, (reply, stream) in enumerate(zip(replies, streams, strict=True)):

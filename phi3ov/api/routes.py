@@ -120,7 +120,8 @@ class Api:
         last = events.usage_event() if include_usage else None
         head = events.head() if hasattr(events, "head") else []
         return self.answered(route, ClosingStreamingResponse(
-            stream_events(replies, head, events, last, self.finished, running_usage), media_type="text/event-stream",
+            stream_events(replies, head, events, last, self.finished, running_usage,
+                          self.settings.stream_interval / 1000), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
 
     async def waited(self, route: str, replies: list[Reply], request: Request) -> JSONResponse | None:

@@ -1,20 +1,21 @@
 """A reply: a backend's callback turned into a stream of text, for a thread or for an event loop.
 
-A worker thread runs the backend, which pushes text onto a queue; the worker always posts one final
-item (done, or the exception), so the consumer is never left waiting. `reply.stop()`, or closing the
+A worker thread runs the backend, which posts text into an outbox (outbox.py); the worker always posts one
+final item (done, or the exception), so the consumer is never left waiting. `reply.stop()`, or closing the
 stream, sets a stop event that the backend checks between tokens.
 
 Two ways to read the same reply, once:
 
     for piece in reply.pieces(): ...          # a thread (the UI, the terminal chat, the benchmark)
-    async for piece in reply.apieces(): ...   # an event loop (the API): the worker posts straight into
-                                              # the loop, with no thread-pool hop per piece
+    async for piece in reply.apieces(): ...   # an event loop (the API): the worker wakes the loop itself,
+                                              # with no thread-pool hop per piece
+
+Either takes an `interval`: what comes in that time after a piece is sent as one piece (outbox.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +26,7 @@ from ..conversation import Fitted
 from ..errors import GenerationFailed, Phi3ovError
 from ..logprobs import Piece, PromptToken
 from ..options import GenerationOptions
+from .outbox import Outbox
 from .workers import DEADLINES, WORKERS, Deadline
 
 
@@ -99,67 +101,61 @@ class Reply:
     def __iter__(self) -> Iterator[str]:
         return (piece.text for piece in self.pieces() if piece.text)
 
-    def pieces(self) -> Iterator[Piece]:
+    def pieces(self, interval: float = 0.0) -> Iterator[Piece]:
         """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for).
 
-        The generation starts now, not at the first `next()`: a consumer that sends something first (a status
-        line, an SSE head) does so while the prompt is read. One that never iterates must `stop()` the reply."""
+        `interval` (seconds): after each piece, what comes in that time is held and sent as one piece (the
+        first token and the end never wait; see outbox.py). The generation starts now, not at the first
+        `next()`: a consumer that sends something first (a status line, an SSE head) does so while the prompt
+        is read. One that never iterates must `stop()` the reply."""
         self._claim()
-        chunks: queue.SimpleQueue = queue.SimpleQueue()
-        self._start(chunks.put)
-        return self._stream(chunks)
+        outbox = Outbox(_DONE)
+        self._start(outbox.post)
+        return self._stream(outbox, interval)
 
-    def apieces(self) -> AsyncIterator[Piece]:
+    def apieces(self, interval: float = 0.0) -> AsyncIterator[Piece]:
         """`pieces` for an event loop: call it inside the loop that iterates it (the generation starts now)."""
         self._claim()
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue = asyncio.Queue()
+        outbox = Outbox(_DONE, asyncio.get_running_loop())
 
         def post(item: Any) -> None:  # in the worker thread
-            try:
-                loop.call_soon_threadsafe(chunks.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody reads this reply any more
+            if not outbox.post(item):  # the loop is closed: nobody reads this reply any more
                 self._stop.set()
 
         self._start(post)
-        return self._astream(chunks)
+        return self._astream(outbox, interval)
 
     def _claim(self) -> None:
         if self._started:
             raise RuntimeError("A reply can be iterated only once.")
         self._started = True
 
-    def _stream(self, chunks: queue.SimpleQueue) -> Iterator[Piece]:
+    def _stream(self, outbox: Outbox, interval: float) -> Iterator[Piece]:
         try:
-            done = False
-            while not done:
-                # Send what is ready: one chunk when the consumer keeps up, all the queued ones
-                # joined when it fell behind, so a slow consumer costs one update, not one per token.
-                pending = [chunks.get()]
-                while pending[-1] is not _DONE:
-                    try:
-                        pending.append(chunks.get_nowait())
-                    except queue.Empty:
-                        break
-                done = pending[-1] is _DONE
-                piece = self._take(pending)
-                if piece is not None:
+            until = 0.0
+            while True:
+                # What is ready as one piece: one chunk when the consumer keeps up, all the queued ones joined
+                # when it fell behind or held them (`interval`), so a slow consumer costs one update, not one a token.
+                pending = outbox.take(until)
+                if (piece := self._take(pending)) is not None:
+                    until = time.monotonic() + interval
                     yield piece
+                if pending[-1] is _DONE:
+                    break
             self._finish()
         finally:
             self._close()
 
-    async def _astream(self, chunks: asyncio.Queue) -> AsyncIterator[Piece]:
+    async def _astream(self, outbox: Outbox, interval: float) -> AsyncIterator[Piece]:
         try:
-            done = False
-            while not done:
-                pending = [await chunks.get()]
-                while pending[-1] is not _DONE and not chunks.empty():
-                    pending.append(chunks.get_nowait())
-                done = pending[-1] is _DONE
-                piece = self._take(pending)
-                if piece is not None:
+            until = 0.0
+            while True:
+                pending = await outbox.atake(until)
+                if (piece := self._take(pending)) is not None:
+                    until = time.monotonic() + interval
                     yield piece
+                if pending[-1] is _DONE:
+                    break
             self._finish()
         finally:
             self._close()

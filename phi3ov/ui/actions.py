@@ -225,7 +225,8 @@ class Actions:
             checked, sess.checked = sess.checked, None
             fitted = checked[2] if checked and not cut and checked[:2] == (messages, options) else None
             for answer, status, reply in stream_reply(self.engine, messages, options, sess,  # noqa: B007
-                                                      self.metrics, continuation=cut is not None, fitted=fitted):
+                                                      self.metrics, continuation=cut is not None, fitted=fitted,
+                                                      interval=self.settings.stream_interval / 1000):
                 if answer and not sess.discard and not any(m is bot for m in chat["messages"]):
                     chat["messages"].append(bot)
                 bot["content"] = answer

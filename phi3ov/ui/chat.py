@@ -20,7 +20,6 @@ from ..structured import ANY_JSON_OBJECT, Constraint
 from .store import Chat, Store, new_chat
 
 log = logging.getLogger(__name__)
-UPDATE_INTERVAL_S = 0.033
 LIVE_FIGURES_INTERVAL_S = 0.5
 
 
@@ -85,9 +84,11 @@ def busy_status(text: str) -> str:
 
 
 def stream_reply(engine: Engine, messages: list[dict], options: GenerationOptions, session: Session | None = None,
-                 metrics: Any = None, continuation: bool = False, fitted: Any = None) -> Iterator[tuple[str, str, Reply]]:
+                 metrics: Any = None, continuation: bool = False, fitted: Any = None,
+                 interval: float = 0.0) -> Iterator[tuple[str, str, Reply]]:
     """Stream a reply to `messages` (system prompt first, the user's message last), or with `continuation`
-    more of the last message (a reply cut at the length limit).
+    more of the last message (a reply cut at the length limit). `interval` (seconds): the text that comes
+    within it after an update goes in the next one (each update re-sends the chat; see Reply.pieces).
 
     Yields (text so far, status line, reply); the last yield has the whole text and the figures. A continued
     reply's text starts with what it continues (`reply.prefix`).
@@ -101,18 +102,13 @@ def stream_reply(engine: Engine, messages: list[dict], options: GenerationOption
     notice = reply.fitted.notice
     if notice:
         gr.Warning(notice)
-    answer, shown_at, live = reply.prefix, 0.0, LiveFigures(engine, reply)
+    answer, live = reply.prefix, LiveFigures(engine, reply)
     try:
-        pieces = reply.pieces()  # the prompt is read while the status line below is sent
+        pieces = reply.pieces(interval)  # the prompt is read while the status line below is sent
         yield "", busy_status(f"Processing prompt ({reply.fitted.prompt_tokens} tokens)…"), reply
         for piece in pieces:
-            if not piece.text:
-                continue
-            answer += piece.text
-            # Each update re-sends the chat, so send at most ~30 a second: the text still flows,
-            # and the server's work per update does not take CPU from generation.
-            if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:
-                shown_at = time.monotonic()
+            if piece.text:
+                answer += piece.text
                 yield answer, busy_status(live.update(answer)), reply
     except Phi3ovError as err:
         raise as_gradio_error(err) from None

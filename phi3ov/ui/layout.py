@@ -187,7 +187,8 @@ def api_chat(engine: Engine, settings: ServerSettings, metrics: Any):
             conversation.check_size(messages, settings.max_messages, settings.max_message_chars)
         except Phi3ovError as err:
             raise as_gradio_error(err) from None
-        for answer, _status, _reply in stream_reply(engine, messages, options, metrics=metrics):
+        for answer, _status, _reply in stream_reply(engine, messages, options, metrics=metrics,
+                                                    interval=settings.stream_interval / 1000):
             yield [*history, {"role": "assistant", "content": answer}] if answer else history
 
     return chat

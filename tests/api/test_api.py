@@ -28,8 +28,9 @@ PROMPTS = ["What is OpenVINO?", "Name three colors.", "Write a haiku about the s
 @pytest.fixture(scope="module")
 def server(bundled_ref, tmp_path_factory):
     log = tmp_path_factory.mktemp("api") / "server.log"
-    with ServerProcess(["--model", str(bundled_ref.path), "--api-key", KEY, "--kv-cache-gb", "1", *EXACT],
-                       log_path=log) as proc:
+    # An event a token (--stream-interval 0): the tests below read a reply in pieces whatever the machine's speed.
+    with ServerProcess(["--model", str(bundled_ref.path), "--api-key", KEY, "--kv-cache-gb", "1", *EXACT,
+                        "--stream-interval", "0"], log_path=log) as proc:
         yield proc
 
 
@@ -91,6 +92,25 @@ def test_streaming_equals_non_streaming_and_ends_with_usage(client, model):
     assert "".join(deltas) == whole.choices[0].message.content
     assert events[-2].choices[0].finish_reason == whole.choices[0].finish_reason
     assert events[-1].choices == [] and events[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_the_stream_interval_sends_the_tokens_within_it_together_and_loses_none(bundled_ref, tmp_path):
+    """--stream-interval 400: the first token comes alone, then one event at most every 400 ms, and the end is
+    not held; every token's text and log probability arrive, as with an event a token."""
+    args = ["--model", str(bundled_ref.path), "--kv-cache-gb", "1", "--stream-interval", "400"]
+    with ServerProcess(args, log_path=tmp_path / "server.log") as srv, \
+            openai.OpenAI(base_url=f"{srv.url}/v1", api_key="none", max_retries=0, timeout=120) as client:
+        model = client.models.list().data[0].id
+        started = time.perf_counter()
+        events = list(client.chat.completions.create(
+            model=model, messages=ask("Tell me a story."), max_tokens=48, temperature=0, stream=True, logprobs=True,
+            stream_options={"include_usage": True}, extra_body={"ignore_eos": True}))
+        took = time.perf_counter() - started
+    texts = [e.choices[0] for e in events if e.choices and e.choices[0].delta.content]
+    assert events[-1].usage.completion_tokens == 48
+    assert sum(len(choice.logprobs.content) for choice in texts) == 48, "every token's log probability arrives"
+    assert len(texts[0].logprobs.content) == 1, "the first token is not held"
+    assert len(texts) <= 2 + took / 0.4, f"{len(texts)} text events in {took:.2f} s: the interval did not hold"
 
 
 def ranks_of(server, model: str, tokenizer, content: str, reply: str) -> list[int]:

@@ -1,12 +1,13 @@
 """Reply's two readers, for a thread and for an event loop: the same pieces, figures, errors and stopping.
 
-The runner here is a script of emits (the queue logic only); the real backends stream through both readers in
+The runner here is a script of emits (the outbox logic only); the real backends stream through both readers in
 tests/engine (the thread), tests/api and tests/ui (the event loop)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -42,10 +43,10 @@ def scripted(texts: list[str], fail: BaseException | None = None, gate: threadin
     return run
 
 
-def read_async(reply: Reply, limit: int | None = None) -> list[str]:
+def read_async(reply: Reply, limit: int | None = None, interval: float = 0.0) -> list[str]:
     async def main() -> list[str]:
         got = []
-        async for piece in reply.apieces():
+        async for piece in reply.apieces(interval):
             got.append(piece.text)
             if limit is not None and len(got) >= limit:
                 break
@@ -90,3 +91,64 @@ def test_a_reply_is_read_once():
     assert read_async(reply) == ["a"]
     with pytest.raises(RuntimeError, match="only once"):
         reply.pieces()
+
+
+def paced(shown: list[str], before_b: float = 0.0, after_b: float = 0.0):
+    """Emits "a" and waits until the reader has shown it; `before_b` s later "b"; with `after_b` that long later
+    "c" and "d" (else it first waits until "b" is shown); then the end."""
+
+    def until_shown(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(shown) < count:
+            assert time.monotonic() < deadline, f"the reader never showed piece {count}: {shown}"
+            time.sleep(0.002)
+
+    def run(emit, stop: threading.Event) -> Stats:
+        emit(Piece("a", [], 1))
+        until_shown(1)
+        time.sleep(before_b)
+        emit(Piece("b", [], 1))
+        if after_b:
+            time.sleep(after_b)  # a reader that does not hold has taken "b" alone by then
+        else:
+            until_shown(2)
+        emit(Piece("c", [], 1))
+        emit(Piece("d", [], 1))
+        return stats(4)
+
+    return run
+
+
+def read(reply: Reply, reader: str, interval: float, shown: list[str]) -> list[str]:
+    """The reply's pieces as the reader shows them, within a bound: a reader that held the end would fail it."""
+    if reader == "loop":
+        async def main() -> None:
+            async for piece in reply.apieces(interval):
+                shown.append(piece.text)
+
+        asyncio.run(asyncio.wait_for(main(), 5))
+        return shown
+    done = threading.Thread(target=lambda: [shown.append(p.text) for p in reply.pieces(interval)], daemon=True)
+    done.start()
+    done.join(5)
+    assert not done.is_alive(), f"the reader was still waiting 5 s on: {shown}"
+    return shown
+
+
+@pytest.mark.parametrize("reader", ["thread", "loop"])
+def test_what_comes_within_the_interval_goes_in_one_piece_and_neither_the_first_nor_the_end_waits(reader):
+    """An interval of 60 s: "a" is shown at once (the backend waits for that), "b", then 0.2 s later "c" "d", come
+    while the reader holds and go out together when the end comes, long before the interval is over."""
+    shown: list[str] = []
+    reply = Reply(paced(shown, after_b=0.2), fitted(), GenerationOptions(max_new_tokens=9))
+    assert read(reply, reader, 60.0, shown) == ["a", "bcd"]
+    assert reply.text == "abcd" and reply.tokens_so_far == 4 and reply.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("reader", ["thread", "loop"])
+def test_a_token_after_the_interval_is_shown_without_waiting_for_the_next(reader):
+    """"b" comes 0.6 s after "a", past a 0.3 s interval: it is shown alone (the backend waits to see it shown
+    before it emits more), and "c" "d" right after it go together."""
+    shown: list[str] = []
+    reply = Reply(paced(shown, before_b=0.6), fitted(), GenerationOptions(max_new_tokens=9))
+    assert read(reply, reader, 0.3, shown) == ["a", "b", "cd"]
