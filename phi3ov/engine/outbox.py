@@ -5,12 +5,13 @@ the cores the pipeline computes on: with tokens every 10-20 ms, sending each alo
 few percent (docs/performance.md, section 9). An outbox lets the reader take what came during an interval in
 one go, and the worker wakes nobody while the reader holds:
 
-    worker thread:  post(item) ...  post(END)       the reader is woken when it waits for the next item,
-                                                    past its interval, or by the end (never held back)
-    reader:         take(until)  -> [items]         a thread: blocks; `atake` in an event loop
+    worker thread:  post(item) ...  post(END)     wakes the reader when it waits and the interval since its
+                                                  last batch is over, or with the end (never held back)
+    reader:         take() -> [items]             a thread: blocks; `atake` in an event loop
 
-The first item is never held (the reader waits with `until` in the past), nor the end. `interval` 0: every
-item as soon as it comes (the reader still takes all that queued while it was busy).
+A batch goes when the first item after the interval comes (one wake-up a batch, none for a timer), or, if none
+comes, one more interval later; the first item is never held, nor the end. `interval` 0: every item as soon as
+it comes (the reader still takes all that queued while it was busy).
 """
 
 from __future__ import annotations
@@ -24,22 +25,24 @@ from typing import Any
 class Outbox:
     """Items from one worker thread to one reader (a thread, or a coroutine in `loop`)."""
 
-    def __init__(self, end: Any, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, end: Any, interval: float = 0.0, loop: asyncio.AbstractEventLoop | None = None):
         self.end = end  # the last item: wakes the reader whatever it holds for
+        self.interval = interval
         self.loop = loop
         self._items: list[Any] = []
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._waiting = False  # the reader waits; `_any`: woken by any item, not only by the end
-        self._any = False
+        self._until = 0.0  # time.monotonic() before which the reader holds what comes
+        self._waiting = False
+        self._hold: float | None = None  # how long the waiting reader waits at most (None: until woken)
         self._future: asyncio.Future | None = None
 
     def post(self, item: Any) -> bool:
-        """In the worker thread: add an item; wake the reader if it waits for one. False: the reader's loop
-        is closed (nobody reads these items any more)."""
+        """In the worker thread: add an item; wake the reader if it waits and may take it now. False: the
+        reader's loop is closed (nobody reads these items any more)."""
         with self._lock:
             self._items.append(item)
-            if not self._waiting or not (self._any or item is self.end):
+            if not self._waiting or not (item is self.end or time.monotonic() >= self._until):
                 return True
             self._waiting = False
             if self.loop is None:
@@ -52,33 +55,37 @@ class Outbox:
             return False
         return True
 
-    def _ready_items(self, until: float) -> list[Any] | None:
-        """Under the lock: all the items when they may be taken now; else None, and how to wait is set."""
+    def _batch(self, woken: bool) -> list[Any] | None:
+        """Under the lock: the items when the reader may take them now, else None (then it waits, for at
+        most `self._hold` seconds). `woken`: by that timeout, which takes what is held."""
         now = time.monotonic()
-        if self._items and (now >= until or self._items[-1] is self.end):
+        if self._items and (woken or now >= self._until or self._items[-1] is self.end):
             items, self._items = self._items, []
-            return items
-        self._waiting, self._any = True, now >= until
-        return None
-
-    def take(self, until: float = 0.0) -> list[Any]:
-        """In the reader's thread: the items so far, once `until` (time.monotonic) has passed or the end came."""
-        with self._lock:
-            while (items := self._ready_items(until)) is None:
-                self._ready.wait(None if self._any else until - time.monotonic())
+            self._until = now + self.interval
             self._waiting = False
             return items
+        self._waiting = True
+        self._hold = None if now >= self._until else self._until + self.interval - now
+        return None
 
-    async def atake(self, until: float = 0.0) -> list[Any]:
+    def take(self) -> list[Any]:
+        """In the reader's thread: the next batch (blocks until there is one)."""
+        with self._lock:
+            timed_out = False
+            while (items := self._batch(timed_out)) is None:
+                timed_out = not self._ready.wait(self._hold)
+            return items
+
+    async def atake(self) -> list[Any]:
         """`take` for a coroutine in the outbox's loop."""
         assert self.loop is not None
+        timed_out = False
         while True:
             with self._lock:
-                if (items := self._ready_items(until)) is not None:
-                    self._waiting = False
+                if (items := self._batch(timed_out)) is not None:
                     return items
                 future = self._future = self.loop.create_future()
-                hold = None if self._any else until - time.monotonic()
+                hold = self._hold
             timer = self.loop.call_later(hold, _resolve, future) if hold is not None else None
             try:
                 await future
@@ -86,6 +93,7 @@ class Outbox:
                 if timer is not None:
                     timer.cancel()
                 with self._lock:
+                    timed_out = self._waiting  # still set: no post woke it, the timer did
                     self._waiting = False
 
 

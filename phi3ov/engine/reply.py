@@ -104,41 +104,39 @@ class Reply:
     def pieces(self, interval: float = 0.0) -> Iterator[Piece]:
         """The reply as Pieces: text with the log probabilities of its tokens (empty unless asked for).
 
-        `interval` (seconds): after each piece, what comes in that time is held and sent as one piece (the
-        first token and the end never wait; see outbox.py). The generation starts now, not at the first
+        `interval` (seconds): what comes within it of a piece is held, to go in the next (outbox.py: the first
+        token and the end never wait). The generation starts now, not at the first
         `next()`: a consumer that sends something first (a status line, an SSE head) does so while the prompt
         is read. One that never iterates must `stop()` the reply."""
         self._claim()
-        outbox = Outbox(_DONE)
+        outbox = Outbox(_DONE, interval)
         self._start(outbox.post)
-        return self._stream(outbox, interval)
+        return self._stream(outbox)
 
     def apieces(self, interval: float = 0.0) -> AsyncIterator[Piece]:
         """`pieces` for an event loop: call it inside the loop that iterates it (the generation starts now)."""
         self._claim()
-        outbox = Outbox(_DONE, asyncio.get_running_loop())
+        outbox = Outbox(_DONE, interval, asyncio.get_running_loop())
 
         def post(item: Any) -> None:  # in the worker thread
             if not outbox.post(item):  # the loop is closed: nobody reads this reply any more
                 self._stop.set()
 
         self._start(post)
-        return self._astream(outbox, interval)
+        return self._astream(outbox)
 
     def _claim(self) -> None:
         if self._started:
             raise RuntimeError("A reply can be iterated only once.")
         self._started = True
 
-    def _stream(self, outbox: Outbox, interval: float) -> Iterator[Piece]:
+    def _stream(self, outbox: Outbox) -> Iterator[Piece]:
         try:
-            until = 0.0
             while True:
                 # What is ready as one piece: one chunk when the consumer keeps up, all the queued ones joined
                 # when it fell behind or held them (`interval`), so a slow consumer costs one update, not one a token.
-                pending = outbox.take(until)
+                pending = outbox.take()
                 if (piece := self._take(pending)) is not None:
-                    until = time.monotonic() + interval
                     yield piece
                 if pending[-1] is _DONE:
                     break
@@ -146,13 +144,11 @@ class Reply:
         finally:
             self._close()
 
-    async def _astream(self, outbox: Outbox, interval: float) -> AsyncIterator[Piece]:
+    async def _astream(self, outbox: Outbox) -> AsyncIterator[Piece]:
         try:
-            until = 0.0
             while True:
-                pending = await outbox.atake(until)
+                pending = await outbox.atake()
                 if (piece := self._take(pending)) is not None:
-                    until = time.monotonic() + interval
                     yield piece
                 if pending[-1] is _DONE:
                     break

@@ -152,3 +152,12 @@ def test_a_token_after_the_interval_is_shown_without_waiting_for_the_next(reader
     shown: list[str] = []
     reply = Reply(paced(shown, before_b=0.6), fitted(), GenerationOptions(max_new_tokens=9))
     assert read(reply, reader, 0.3, shown) == ["a", "b", "cd"]
+
+
+@pytest.mark.parametrize("reader", ["thread", "loop"])
+def test_a_token_held_within_the_interval_is_shown_when_no_other_comes(reader):
+    """"b" comes right after "a" is shown, within a 0.3 s interval, and nothing more until "b" is shown: the
+    reader sends it by itself one interval later, not at the next token or the end."""
+    shown: list[str] = []
+    reply = Reply(paced(shown), fitted(), GenerationOptions(max_new_tokens=9))
+    assert read(reply, reader, 0.3, shown) == ["a", "b", "cd"]
