@@ -17,6 +17,7 @@ it comes (the reader still takes all that queued while it was busy).
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from typing import Any
@@ -31,7 +32,7 @@ class Outbox:
         self.loop = loop
         self._items: list[Any] = []
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        self._signal: queue.SimpleQueue = queue.SimpleQueue()  # wakes a thread reader (a C queue: cheap)
         self._until = 0.0  # time.monotonic() before which the reader holds what comes
         self._waiting = False
         self._hold: float | None = None  # how long the waiting reader waits at most (None: until woken)
@@ -45,10 +46,10 @@ class Outbox:
             if not self._waiting or not (item is self.end or time.monotonic() >= self._until):
                 return True
             self._waiting = False
-            if self.loop is None:
-                self._ready.notify()
-                return True
             future, self._future = self._future, None
+        if self.loop is None:
+            self._signal.put(None)
+            return True
         try:
             self.loop.call_soon_threadsafe(_resolve, future)
         except RuntimeError:
@@ -70,11 +71,19 @@ class Outbox:
 
     def take(self) -> list[Any]:
         """In the reader's thread: the next batch (blocks until there is one)."""
-        with self._lock:
-            timed_out = False
-            while (items := self._batch(timed_out)) is None:
-                timed_out = not self._ready.wait(self._hold)
-            return items
+        timed_out = False
+        while True:
+            with self._lock:
+                if (items := self._batch(timed_out)) is not None:
+                    return items
+                hold = self._hold
+            try:
+                self._signal.get(timeout=hold)  # a wake-up left from an earlier wait only makes this loop once more
+                timed_out = False
+            except queue.Empty:
+                with self._lock:
+                    timed_out = self._waiting  # still set: no post woke it
+                    self._waiting = False
 
     async def atake(self) -> list[Any]:
         """`take` for a coroutine in the outbox's loop."""
