@@ -35,7 +35,6 @@ class Outbox:
         self._signal: queue.SimpleQueue = queue.SimpleQueue()  # wakes a thread reader (a C queue: cheap)
         self._until = 0.0  # time.monotonic() before which the reader holds what comes
         self._waiting = False
-        self._hold: float | None = None  # how long the waiting reader waits at most (None: until woken)
         self._future: asyncio.Future | None = None
 
     def post(self, item: Any) -> bool:
@@ -56,27 +55,26 @@ class Outbox:
             return False
         return True
 
-    def _batch(self, woken: bool) -> list[Any] | None:
-        """Under the lock: the items when the reader may take them now, else None (then it waits, for at
-        most `self._hold` seconds). `woken`: by that timeout, which takes what is held."""
+    def _batch(self, woken: bool) -> tuple[list[Any] | None, float | None]:
+        """Under the lock: the items when the reader may take them now, else None and how long it waits at
+        most (None: until a post wakes it). `woken`: by that timeout, which takes what is held."""
         now = time.monotonic()
         if self._items and (woken or now >= self._until or self._items[-1] is self.end):
             items, self._items = self._items, []
             self._until = now + self.interval
             self._waiting = False
-            return items
+            return items, None
         self._waiting = True
-        self._hold = None if now >= self._until else self._until + self.interval - now
-        return None
+        return None, None if now >= self._until else self._until + self.interval - now
 
     def take(self) -> list[Any]:
         """In the reader's thread: the next batch (blocks until there is one)."""
         timed_out = False
         while True:
             with self._lock:
-                if (items := self._batch(timed_out)) is not None:
-                    return items
-                hold = self._hold
+                items, hold = self._batch(timed_out)
+            if items is not None:
+                return items
             try:
                 self._signal.get(timeout=hold)  # a wake-up left from an earlier wait only makes this loop once more
                 timed_out = False
@@ -91,10 +89,10 @@ class Outbox:
         timed_out = False
         while True:
             with self._lock:
-                if (items := self._batch(timed_out)) is not None:
+                items, hold = self._batch(timed_out)
+                if items is not None:
                     return items
                 future = self._future = self.loop.create_future()
-                hold = self._hold
             timer = self.loop.call_later(hold, _resolve, future) if hold is not None else None
             try:
                 await future

@@ -43,10 +43,10 @@ def scripted(texts: list[str], fail: BaseException | None = None, gate: threadin
     return run
 
 
-def read_async(reply: Reply, limit: int | None = None, interval: float = 0.0) -> list[str]:
+def read_async(reply: Reply, limit: int | None = None) -> list[str]:
     async def main() -> list[str]:
         got = []
-        async for piece in reply.apieces(interval):
+        async for piece in reply.apieces():
             got.append(piece.text)
             if limit is not None and len(got) >= limit:
                 break
