@@ -79,9 +79,7 @@ class Outbox:
                 self._signal.get(timeout=hold)  # a wake-up left from an earlier wait only makes this loop once more
                 timed_out = False
             except queue.Empty:
-                with self._lock:
-                    timed_out = self._waiting  # still set: no post woke it
-                    self._waiting = False
+                timed_out = self._stop_waiting()
 
     async def atake(self) -> list[Any]:
         """`take` for a coroutine in the outbox's loop."""
@@ -99,9 +97,13 @@ class Outbox:
             finally:
                 if timer is not None:
                     timer.cancel()
-                with self._lock:
-                    timed_out = self._waiting  # still set: no post woke it, the timer did
-                    self._waiting = False
+                timed_out = self._stop_waiting()
+
+    def _stop_waiting(self) -> bool:
+        """After a wait: True when its timeout ended it (no post woke the reader, or the flag would be clear)."""
+        with self._lock:
+            timed_out, self._waiting = self._waiting, False
+            return timed_out
 
 
 def _resolve(future: asyncio.Future | None) -> None:
