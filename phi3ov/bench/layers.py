@@ -9,7 +9,7 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +192,39 @@ def chats(runs: int, prompt: str, layer: int = 0) -> list[list[dict]]:
              {"role": "user", "content": prompt}] for k in range(1, runs + 2)]
 
 
-def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> dict[str, dict[str, float]]:
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in layers}
+def measure_layers(layers: dict[str, Layer], runs: int, prompt: str, n: int) -> dict[str, list[tuple[float, float]]]:
+    """Each layer's (first token ms, tokens/s) of every run, in rounds: round i runs every layer once, in the
+    listed order in even rounds and backwards in odd ones, so that no layer always runs after the same one or
+    in the same place. Round 0 warms each layer up and is left out."""
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in layers}
     own = {name: chats(runs, prompt, j) for j, name in enumerate(layers)}
+    names = list(layers)
     for i in range(runs + 1):
-        for name, layer in layers.items():
-            figures = layer(own[name][i], n)
-            if i:  # the first chat warms each layer up
-                results[name].append(figures)
-    return {name: {"ttft_ms": round(statistics.median(r[0] for r in rows), 1),
-                   "tokens_per_s": round(statistics.median(r[1] for r in rows), 1)} for name, rows in results.items()}
+        for name in names if i % 2 == 0 else names[::-1]:
+            figures = layers[name](own[name][i], n)
+            if i:
+                rows[name].append(figures)
+    return rows
+
+
+def summarize(rows: dict[str, list[tuple[float, float]]], bare: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Each layer's medians, and how it stands against the best bare layer (the bare layer with the fastest
+    median first token, and the one with the fastest median decode) two ways: the medians compared, and the
+    median of the comparisons within each round (paired: a round that ran slow for every layer, as a busy
+    moment of a shared machine does, moves the first and not the second)."""
+    medians = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+               for name, runs in rows.items()}
+    bares = [name for name in bare if name in rows]
+    first = min(bares, key=lambda name: medians[name][0])
+    fast = max(bares, key=lambda name: medians[name][1])
+    out = {}
+    for name, runs in rows.items():
+        ttft, rate = medians[name]
+        out[name] = {
+            "ttft_ms": round(ttft, 1), "tokens_per_s": round(rate, 1),
+            "added_ttft_vs_best_bare_ms": round(ttft - medians[first][0], 1),
+            "tokens_per_s_vs_best_bare": round(rate / medians[fast][1], 3) if medians[fast][1] else 0.0,
+            "paired_added_ttft_ms": round(statistics.median(a[0] - b[0] for a, b in zip(runs, rows[first], strict=True)), 1),
+            "paired_tokens_per_s_vs_best_bare": round(statistics.median(
+                [a[1] / b[1] for a, b in zip(runs, rows[fast], strict=True) if b[1]] or [0.0]), 3)}
+    return out
