@@ -22,6 +22,7 @@ generate 8 tokens) and only then renamed into place; a marker written last makes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -55,6 +56,8 @@ CHAT_TEMPLATE = (  # Phi-3-mini-4k-instruct's
     "{% for message in messages %}{% if message['role'] in ['system', 'user', 'assistant'] %}"
     "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+
+BUILD_MODULES = ("torch", "transformers", "sentencepiece")  # what writing a shape's checkpoint imports
 
 QUANTIZE = """import ctypes, sys, llama_cpp
 params = llama_cpp.llama_model_quantize_default_params()
@@ -93,6 +96,7 @@ def build(shape: str, cache: Path, *, layers: int = 4, log=print, gguf: bool = T
     if ((root / MARKER).exists() or not gguf) and all(p.exists() for p in paths.values()):
         log(f"Reusing the {shape} ({layers} layers, random weights) model in {root}")
         return paths
+    _check_build_tools(shape)
     if gguf:
         from .peers import peers_python  # raises PeersMissing ("run `make peers` first") before any work
 
@@ -138,6 +142,16 @@ def build(shape: str, cache: Path, *, layers: int = 4, log=print, gguf: bool = T
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
     log(f"Built the {shape} model ({layers} layers) in {root} in {seconds:.0f} s")
     return paths
+
+
+def _check_build_tools(shape: str) -> None:
+    """Before any work: the checkpoint is written with torch and transformers (the export extra) and its
+    tokenizer trained with sentencepiece (the bench extra)."""
+    missing = [name for name in BUILD_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BadOptions(f"Building the {shape} model needs {', '.join(missing)}, which this environment lacks.",
+                         "Run `make .venv/.bench` (the export and bench extras) once, then this command again; "
+                         "`make bench-peers` installs them too.")
 
 
 @contextmanager

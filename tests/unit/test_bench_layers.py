@@ -44,3 +44,17 @@ def test_the_best_bare_layer_is_picked_per_figure_and_paired_figures_compare_wit
 def test_a_layer_that_gave_no_decode_figure_compares_as_zero_not_as_an_error():
     rows = {"bare": [(100.0, 0.0)], "app": [(110.0, 0.0)]}
     assert summarize(rows, ["bare"])["app"]["paired_tokens_per_s_vs_best_bare"] == 0.0
+
+
+def test_a_shape_build_without_its_tools_says_what_to_install_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from phi3ov.bench import shapes
+    from phi3ov.errors import BadOptions
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentencepiece" else real(name, *a))
+    with pytest.raises(BadOptions) as raised:
+        shapes.build("phi3-mini", tmp_path, gguf=False, log=lambda _line: None)
+    assert "sentencepiece" in raised.value.message and "make .venv/.bench" in raised.value.hint
+    assert list(tmp_path.iterdir()) == [], "nothing written"
